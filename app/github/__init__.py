@@ -1,0 +1,1 @@
+"""GitHub: App authentication, the API client, and webhook verification."""

@@ -1,0 +1,116 @@
+"""GitHub App authentication: the App JWT and a cache of installation tokens.
+
+gidgethub builds the JWT (``iat`` backdated 60 s, expiry within ten minutes) and exchanges it for
+an installation token; what it lacks is the cache. Tokens live an hour; one is reused until five
+minutes before it expires, and a per-installation lock makes concurrent deliveries for the same
+installation share a single refresh instead of each asking GitHub for a new token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import aiohttp
+from gidgethub import apps
+from gidgethub.aiohttp import GitHubAPI
+
+USER_AGENT = "aigateway"
+REFRESH_BEFORE_EXPIRY_S = 5 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class InstallationToken:
+    token: str
+    expires_at: float  # epoch seconds
+
+    def fresh(self, now: float) -> bool:
+        return now < self.expires_at - REFRESH_BEFORE_EXPIRY_S
+
+
+@dataclass(frozen=True, slots=True)
+class AppIdentity:
+    id: int
+    slug: str
+
+    @property
+    def bot_login(self) -> str:
+        return f"{self.slug}[bot]"
+
+
+class AppAuth:
+    """Holds the App's credentials; hands out JWT-authenticated clients and installation tokens."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        app_id: str,
+        private_key: str,
+        api_url: str,
+        on_new_token: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._session = session
+        self.app_id = app_id
+        self._private_key = private_key
+        self.api_url = api_url
+        self._on_new_token = on_new_token
+        self._clock = clock
+        self._tokens: dict[int, InstallationToken] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._identity: AppIdentity | None = None
+        self._identity_lock = asyncio.Lock()
+        self.token_requests = 0
+
+    def jwt_client(self) -> GitHubAPI:
+        """A client that authenticates as the App itself (for /app and token exchange)."""
+        return GitHubAPI(
+            self._session,
+            USER_AGENT,
+            app_id=self.app_id,
+            private_key=self._private_key,
+            base_url=self.api_url,
+        )
+
+    async def installation_token(self, installation_id: int) -> str:
+        cached = self._tokens.get(installation_id)
+        if cached is not None and cached.fresh(self._clock()):
+            return cached.token
+        lock = self._locks.setdefault(installation_id, asyncio.Lock())
+        async with lock:
+            cached = self._tokens.get(installation_id)
+            if cached is not None and cached.fresh(self._clock()):
+                return cached.token
+            response = await apps.get_installation_access_token(
+                self.jwt_client(),
+                installation_id=str(installation_id),
+                app_id=self.app_id,
+                private_key=self._private_key,
+            )
+            self.token_requests += 1
+            token = str(response["token"])
+            if self._on_new_token is not None:
+                self._on_new_token(token)
+            expires = datetime.fromisoformat(str(response["expires_at"]).replace("Z", "+00:00"))
+            self._tokens[installation_id] = InstallationToken(token, expires.timestamp())
+            return token
+
+    def invalidate(self, installation_id: int, token: str) -> None:
+        """Forget a token GitHub rejected, unless another request already replaced it."""
+        cached = self._tokens.get(installation_id)
+        if cached is not None and cached.token == token:
+            del self._tokens[installation_id]
+
+    async def identity(self) -> AppIdentity:
+        """The App's id and slug, read once from ``GET /app``; the bot's login is ``slug[bot]``."""
+        if self._identity is not None:
+            return self._identity
+        async with self._identity_lock:
+            if self._identity is None:
+                data = await self.jwt_client().getitem("/app")
+                self._identity = AppIdentity(id=int(data["id"]), slug=str(data["slug"]))
+        return self._identity

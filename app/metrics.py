@@ -1,0 +1,67 @@
+"""Prometheus metrics, one registry per app so that tests can build many apps in one process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.received = Counter(
+            "aigateway_deliveries_received",
+            "Webhook deliveries accepted and queued",
+            ["event"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "aigateway_deliveries_duplicate",
+            "Redeliveries recognised by their X-GitHub-Delivery and not queued again",
+            ["event"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "aigateway_deliveries_rejected",
+            "Webhook requests refused, by HTTP status",
+            ["status"],
+            registry=r,
+        )
+        self.processed = Counter(
+            "aigateway_deliveries_processed",
+            "Deliveries handled successfully",
+            ["event"],
+            registry=r,
+        )
+        self.failed = Counter(
+            "aigateway_deliveries_failed",
+            "Deliveries that exhausted their attempts",
+            ["event"],
+            registry=r,
+        )
+        self.retried = Counter(
+            "aigateway_deliveries_retried",
+            "Delivery attempts that failed and were rescheduled",
+            ["event"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "aigateway_queue_depth", "Deliveries queued or running", registry=r
+        )
+        self.handler_seconds = Histogram(
+            "aigateway_handler_seconds",
+            "Time spent handling one delivery",
+            ["event"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=r,
+        )
+        self.github_requests = Counter(
+            "aigateway_github_requests",
+            "GitHub API requests, by method and status",
+            ["method", "status"],
+            registry=r,
+        )

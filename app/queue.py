@@ -1,0 +1,520 @@
+"""The durable delivery queue and the workers that drain it.
+
+A delivery is acknowledged only after it is committed here, so nothing GitHub sent is lost when the
+process dies. Work is taken by *claiming* a row with a lease: a worker that dies leaves its lease to
+expire and another worker (or the same process after a restart) takes the delivery again. A
+delivery whose handler raises is retried with exponential backoff and then kept as ``failed`` with
+its error, for ``python -m app deliveries --failed`` and ``replay``.
+
+Intake uses group commit: concurrent webhook requests hand their rows to one writer task that
+inserts a batch in one transaction and then answers every waiting request. Each request still
+waits for its own commit, but a burst of fifty deliveries costs one transaction, not fifty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.store.tables import deliveries
+from app.store.types import utcnow
+
+log = logging.getLogger(__name__)
+
+QUEUED = "queued"
+RUNNING = "running"
+DONE = "done"
+FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    id: str
+    event: str
+    action: str | None
+    installation_id: int | None
+    repository: str | None
+    pr_key: str | None
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: str
+    event: str
+    action: str | None
+    installation_id: int | None
+    repository: str | None
+    pr_key: str | None
+    payload: str
+    received_at: datetime
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Delivery:
+        return cls(
+            id=row.id,
+            event=row.event,
+            action=row.action,
+            installation_id=row.installation_id,
+            repository=row.repository,
+            pr_key=row.pr_key,
+            payload=row.payload,
+            received_at=row.received_at,
+            status=row.status,
+            attempts=row.attempts,
+            next_attempt_at=row.next_attempt_at,
+            last_error=row.last_error,
+            finished_at=row.finished_at,
+        )
+
+
+class RetryLater(Exception):
+    """Raised by a handler to reschedule its delivery at a given time (e.g. a rate-limit reset)."""
+
+    def __init__(self, at: datetime, reason: str) -> None:
+        super().__init__(reason)
+        self.at = at
+        self.reason = reason
+
+
+def backoff_seconds(attempt: int, *, base: float, cap: float) -> float:
+    """Exponential backoff after the ``attempt``-th failure: base, 2·base, 4·base, … up to cap."""
+    return float(min(cap, base * (2 ** max(0, attempt - 1))))
+
+
+class DeliveryQueue:
+    """All queue statements, for SQLite and PostgreSQL alike."""
+
+    def __init__(self, engine: AsyncEngine, *, lease_seconds: float) -> None:
+        self.engine = engine
+        self.lease = timedelta(seconds=lease_seconds)
+        self._is_pg = engine.dialect.name == "postgresql"
+
+    # ------------------------------------------------------------------ intake
+
+    async def insert_batch(self, batch: Sequence[NewDelivery]) -> set[str]:
+        """Insert deliveries not seen before; return the ids that were new."""
+        if not batch:
+            return set()
+        now = utcnow()
+        rows: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for item in batch:
+            if item.id in seen:
+                continue
+            seen.add(item.id)
+            rows.append(
+                {
+                    "id": item.id,
+                    "event": item.event,
+                    "action": item.action,
+                    "installation_id": item.installation_id,
+                    "repository": item.repository,
+                    "pr_key": item.pr_key,
+                    "payload": item.payload,
+                    "received_at": now,
+                    "status": QUEUED,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                }
+            )
+        dialect_insert = postgresql.insert if self._is_pg else sqlite.insert
+        stmt = (
+            dialect_insert(deliveries)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=[deliveries.c.id])
+            .returning(deliveries.c.id)
+        )
+        async with self.engine.begin() as conn:
+            result = await conn.execute(stmt)
+            return {row[0] for row in result}
+
+    # ------------------------------------------------------------------ claiming
+
+    async def claim(self, worker_id: str, *, only_id: str | None = None) -> Delivery | None:
+        """Take the oldest runnable delivery and lease it to ``worker_id``.
+
+        Runnable: queued and due, or running with an expired lease (its worker died). A delivery
+        whose pull request already has a live running delivery waits, so two deliveries for one
+        PR never run at once.
+        """
+        now = utcnow()
+        d = deliveries
+        other = deliveries.alias("other")
+        pr_busy = exists(
+            select(other.c.id).where(
+                other.c.pr_key == d.c.pr_key,
+                other.c.status == RUNNING,
+                other.c.lease_expires_at >= now,
+                other.c.id != d.c.id,
+            )
+        )
+        runnable = or_(
+            and_(d.c.status == QUEUED, d.c.next_attempt_at <= now),
+            and_(d.c.status == RUNNING, d.c.lease_expires_at < now),
+        )
+        candidate = (
+            select(d.c.id)
+            .where(runnable, or_(d.c.pr_key.is_(None), ~pr_busy))
+            .order_by(d.c.received_at, d.c.id)
+            .limit(1)
+        )
+        if only_id is not None:
+            candidate = candidate.where(d.c.id == only_id)
+        if self._is_pg:
+            candidate = candidate.with_for_update(skip_locked=True, of=d)
+        stmt = (
+            update(d)
+            .where(d.c.id == candidate.scalar_subquery())
+            .values(
+                status=RUNNING,
+                attempts=d.c.attempts + 1,
+                lease_expires_at=now + self.lease,
+                leased_by=worker_id,
+            )
+            .returning(*d.c)
+        )
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(stmt)).first()
+        return Delivery.from_row(row) if row is not None else None
+
+    async def renew_lease(self, delivery_id: str, worker_id: str) -> bool:
+        stmt = (
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id, deliveries.c.leased_by == worker_id)
+            .where(deliveries.c.status == RUNNING)
+            .values(lease_expires_at=utcnow() + self.lease)
+        )
+        async with self.engine.begin() as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def complete(self, delivery_id: str, worker_id: str) -> None:
+        await self._finish(delivery_id, worker_id, status=DONE, error=None)
+
+    async def fail(self, delivery_id: str, worker_id: str, error: str) -> None:
+        await self._finish(delivery_id, worker_id, status=FAILED, error=error)
+
+    async def _finish(
+        self, delivery_id: str, worker_id: str, *, status: str, error: str | None
+    ) -> None:
+        stmt = (
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id, deliveries.c.leased_by == worker_id)
+            .values(
+                status=status,
+                finished_at=utcnow(),
+                lease_expires_at=None,
+                leased_by=None,
+                last_error=error,
+            )
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def retry_at(self, delivery_id: str, worker_id: str, at: datetime, error: str) -> None:
+        stmt = (
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id, deliveries.c.leased_by == worker_id)
+            .values(
+                status=QUEUED,
+                next_attempt_at=at,
+                lease_expires_at=None,
+                leased_by=None,
+                last_error=error,
+            )
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def release_all_leases(self) -> int:
+        """Put every running delivery back in the queue (one process owns a SQLite file)."""
+        stmt = (
+            update(deliveries)
+            .where(deliveries.c.status == RUNNING)
+            .values(status=QUEUED, lease_expires_at=None, leased_by=None, next_attempt_at=utcnow())
+        )
+        async with self.engine.begin() as conn:
+            return (await conn.execute(stmt)).rowcount
+
+    # ------------------------------------------------------------------ inspection
+
+    async def requeue(self, delivery_id: str) -> bool:
+        stmt = (
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id, deliveries.c.status != RUNNING)
+            .values(
+                status=QUEUED,
+                attempts=0,
+                next_attempt_at=utcnow(),
+                last_error=None,
+                finished_at=None,
+            )
+        )
+        async with self.engine.begin() as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def get(self, delivery_id: str) -> Delivery | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))
+            ).first()
+        return Delivery.from_row(row) if row is not None else None
+
+    async def recent(self, *, status: str | None = None, limit: int = 50) -> list[Delivery]:
+        stmt = select(deliveries).order_by(deliveries.c.received_at.desc()).limit(limit)
+        if status is not None:
+            stmt = stmt.where(deliveries.c.status == status)
+        async with self.engine.connect() as conn:
+            return [Delivery.from_row(row) for row in await conn.execute(stmt)]
+
+    async def depth(self) -> int:
+        """Deliveries waiting or in progress."""
+        stmt = select(func.count()).where(deliveries.c.status.in_((QUEUED, RUNNING)))
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(stmt)).scalar_one())
+
+    async def counts(self) -> dict[str, int]:
+        stmt = select(deliveries.c.status, func.count()).group_by(deliveries.c.status)
+        async with self.engine.connect() as conn:
+            return {status: int(n) for status, n in await conn.execute(stmt)}
+
+    async def purge_finished(self, older_than: timedelta) -> int:
+        stmt = delete(deliveries).where(
+            deliveries.c.status == DONE, deliveries.c.finished_at < utcnow() - older_than
+        )
+        async with self.engine.begin() as conn:
+            return (await conn.execute(stmt)).rowcount
+
+
+class IntakeWriter:
+    """Group commit for the webhook view: many waiting requests, one transaction."""
+
+    def __init__(
+        self, queue: DeliveryQueue, *, on_commit: Callable[[], None], max_batch: int = 200
+    ):
+        self._queue = queue
+        self._on_commit = on_commit
+        self._max_batch = max_batch
+        self._pending: asyncio.Queue[tuple[NewDelivery, asyncio.Future[bool]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="intake-writer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        while not self._pending.empty():
+            _, future = self._pending.get_nowait()
+            if not future.done():
+                future.set_exception(RuntimeError("server is shutting down"))
+
+    async def submit(self, item: NewDelivery) -> bool:
+        """Store one delivery durably; True when it is new, False for a redelivery."""
+        if self._task is None or self._task.done():
+            raise RuntimeError("intake writer is not running")
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.put_nowait((item, future))
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._pending.get()
+            batch = [first]
+            while len(batch) < self._max_batch and not self._pending.empty():
+                batch.append(self._pending.get_nowait())
+            try:
+                new_ids = await self._queue.insert_batch([item for item, _ in batch])
+            except Exception as exc:  # the database is down: fail these requests, keep serving
+                log.exception("could not store %d deliveries", len(batch))
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            claimed: set[str] = set()
+            for item, future in batch:
+                is_new = item.id in new_ids and item.id not in claimed
+                claimed.add(item.id)
+                if not future.done():
+                    future.set_result(is_new)
+            if new_ids:
+                self._on_commit()
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+
+
+class WorkerPool:
+    """N workers claiming deliveries, handling them, and recording the outcome."""
+
+    def __init__(
+        self,
+        queue: DeliveryQueue,
+        handle: Handler,
+        *,
+        count: int,
+        max_attempts: int,
+        retry_base_seconds: float,
+        retry_max_seconds: float,
+        poll_interval: float,
+        on_outcome: Callable[[Delivery, str, float], None] | None = None,
+    ) -> None:
+        self.queue = queue
+        self._handle = handle
+        self._count = count
+        self._max_attempts = max_attempts
+        self._retry_base = retry_base_seconds
+        self._retry_max = retry_max_seconds
+        self._poll = poll_interval
+        self._on_outcome = on_outcome
+        self._wakeup = asyncio.Condition()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self.instance = f"{uuid.uuid4().hex[:12]}"
+
+    def notify(self) -> None:
+        """New work was committed: wake idle workers now rather than at the next poll."""
+
+        async def _notify() -> None:
+            async with self._wakeup:
+                self._wakeup.notify_all()
+
+        if self._tasks:
+            task = asyncio.get_running_loop().create_task(_notify())
+            task.add_done_callback(_log_task_error)
+
+    def start(self) -> None:
+        for n in range(self._count):
+            worker_id = f"{self.instance}-{n}"
+            self._tasks.append(asyncio.create_task(self._run(worker_id), name=f"worker-{n}"))
+
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Stop claiming; give running handlers a grace period, then cancel them.
+
+        A cancelled handler's delivery keeps its lease and is taken again after it expires (or at
+        the next start, on SQLite), so nothing is lost.
+        """
+        self._stopping = True
+        async with self._wakeup:
+            self._wakeup.notify_all()
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def _run(self, worker_id: str) -> None:
+        while not self._stopping:
+            try:
+                delivery = await self.queue.claim(worker_id)
+            except Exception:
+                log.exception("claiming a delivery failed")
+                delivery = None
+            if delivery is None:
+                async with self._wakeup:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wakeup.wait(), self._poll)
+                continue
+            await self.process(delivery, worker_id)
+
+    async def run_one(self, delivery_id: str) -> Delivery | None:
+        """Claim and handle one given delivery in this process (``replay --file``)."""
+        worker_id = f"{self.instance}-cli"
+        delivery = await self.queue.claim(worker_id, only_id=delivery_id)
+        if delivery is None:
+            return None
+        await self.process(delivery, worker_id)
+        return await self.queue.get(delivery_id)
+
+    async def process(self, delivery: Delivery, worker_id: str) -> None:
+        if delivery.attempts > self._max_attempts:
+            # Claimed again after its worker died more often than a handler may fail.
+            await self.queue.fail(
+                delivery.id, worker_id, "abandoned: its worker stopped during every attempt"
+            )
+            self._report(delivery, FAILED, 0.0)
+            return
+        renewer = asyncio.create_task(self._keep_lease(delivery.id, worker_id))
+        started = time.perf_counter()
+        try:
+            await self._handle(delivery)
+        except RetryLater as exc:
+            await self.queue.retry_at(delivery.id, worker_id, exc.at, exc.reason)
+            self._report(delivery, "retry", time.perf_counter() - started)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            elapsed = time.perf_counter() - started
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            if delivery.attempts >= self._max_attempts:
+                log.error(
+                    "delivery failed for good after %d attempts: %s",
+                    delivery.attempts,
+                    error,
+                    extra={"delivery_id": delivery.id, "event": delivery.event},
+                )
+                await self.queue.fail(delivery.id, worker_id, error)
+                self._report(delivery, FAILED, elapsed)
+            else:
+                delay = backoff_seconds(
+                    delivery.attempts, base=self._retry_base, cap=self._retry_max
+                )
+                log.warning(
+                    "delivery attempt %d failed, retrying in %.1fs: %s",
+                    delivery.attempts,
+                    delay,
+                    error,
+                    extra={"delivery_id": delivery.id, "event": delivery.event},
+                )
+                await self.queue.retry_at(
+                    delivery.id, worker_id, utcnow() + timedelta(seconds=delay), error
+                )
+                self._report(delivery, "retry", elapsed)
+        else:
+            await self.queue.complete(delivery.id, worker_id)
+            self._report(delivery, DONE, time.perf_counter() - started)
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+
+    def _report(self, delivery: Delivery, outcome: str, elapsed: float) -> None:
+        if self._on_outcome is not None:
+            self._on_outcome(delivery, outcome, elapsed)
+
+    async def _keep_lease(self, delivery_id: str, worker_id: str) -> None:
+        interval = max(0.05, self.queue.lease.total_seconds() / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if not await self.queue.renew_lease(delivery_id, worker_id):
+                    log.warning("lost the lease on delivery %s", delivery_id)
+                    return
+            except Exception:
+                log.exception("renewing a lease failed")
+
+
+def _log_task_error(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task failed", exc_info=task.exception())

@@ -1,0 +1,1 @@
+"""The review pipeline: diff, prompt, reviewers, consensus, publishing."""

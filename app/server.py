@@ -1,0 +1,201 @@
+"""The aiohttp application: ``POST /webhook``, ``GET /healthz``, ``GET /metrics``.
+
+``create_app`` is shared by the CLI and the tests. Every resource is opened and closed by a
+``cleanup_ctx`` entry, in order: the HTTP session, the database (migrated on start), GitHub auth,
+the intake writer and the workers. The webhook view only verifies, stores and answers; all work
+happens in the workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app import __version__
+from app.github.auth import AppAuth
+from app.github.webhook import MAX_BODY_BYTES, WebhookRejection, parse_delivery, to_new_delivery
+from app.handlers import Dispatcher, build_router
+from app.logs import RedactingFilter
+from app.metrics import Metrics
+from app.queue import DONE, FAILED, Delivery, DeliveryQueue, IntakeWriter, WorkerPool
+from app.services import Services
+from app.settings import Settings
+from app.store import migrate
+from app.store.engine import create_engine
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)
+SERVICES = web.AppKey("services", Services)
+INTAKE = web.AppKey("intake", IntakeWriter)
+WORKERS = web.AppKey("workers", WorkerPool)
+STARTED = web.AppKey("started", float)
+REDACTOR = web.AppKey("redactor", RedactingFilter)
+
+HTTP_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=10, sock_read=50)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    run_workers: bool = True,
+    redactor: RedactingFilter | None = None,
+) -> web.Application:
+    settings.check_for_server()
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app[STARTED] = time.monotonic()
+    if redactor is not None:
+        app[REDACTOR] = redactor
+    app.router.add_post("/webhook", webhook_view)
+    app.router.add_get("/healthz", healthz_view)
+    app.router.add_get("/metrics", metrics_view)
+    app.cleanup_ctx.append(_services_ctx)
+    if run_workers:
+        app.cleanup_ctx.append(_workers_ctx)
+    return app
+
+
+async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    session = aiohttp.ClientSession(timeout=HTTP_TIMEOUT)
+    engine = create_engine(settings.database_url)
+    try:
+        await migrate.upgrade(engine)
+        queue = DeliveryQueue(engine, lease_seconds=settings.lease_seconds)
+        redactor = app.get(REDACTOR)
+        auth = AppAuth(
+            session,
+            app_id=str(settings.github_app_id),
+            private_key=settings.private_key_pem(),
+            api_url=settings.github_api_url,
+            on_new_token=redactor.add if redactor is not None else None,
+        )
+        services = Services(
+            settings=settings,
+            engine=engine,
+            queue=queue,
+            session=session,
+            auth=auth,
+            metrics=app[METRICS],
+        )
+        app[SERVICES] = services
+        writer = IntakeWriter(queue, on_commit=lambda: _notify_workers(app))
+        writer.start()
+        app[INTAKE] = writer
+        yield
+        await writer.stop()
+    finally:
+        await session.close()
+        await engine.dispose()
+
+
+def _notify_workers(app: web.Application) -> None:
+    workers = app.get(WORKERS)
+    if workers is not None:
+        workers.notify()
+
+
+async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
+    services = app[SERVICES]
+    settings = services.settings
+    if settings.is_sqlite:
+        # One process owns a SQLite file, so anything still "running" was cut off by a crash.
+        released = await services.queue.release_all_leases()
+        if released:
+            log.warning("re-queued %d deliveries interrupted by the last shutdown", released)
+    metrics = app[METRICS]
+
+    def on_outcome(delivery: Delivery, outcome: str, elapsed: float) -> None:
+        metrics.handler_seconds.labels(event=delivery.event).observe(elapsed)
+        if outcome == DONE:
+            metrics.processed.labels(event=delivery.event).inc()
+        elif outcome == FAILED:
+            metrics.failed.labels(event=delivery.event).inc()
+        else:
+            metrics.retried.labels(event=delivery.event).inc()
+
+    pool = WorkerPool(
+        services.queue,
+        Dispatcher(build_router(), services),
+        count=settings.workers,
+        max_attempts=settings.max_attempts,
+        retry_base_seconds=settings.retry_base_seconds,
+        retry_max_seconds=settings.retry_max_seconds,
+        poll_interval=settings.poll_interval_seconds,
+        on_outcome=on_outcome,
+    )
+    app[WORKERS] = pool
+    pool.start()
+    yield
+    await pool.stop()
+
+
+async def webhook_view(request: web.Request) -> web.Response:
+    app = request.app
+    metrics = app[METRICS]
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        metrics.rejected.labels(status="413").inc()
+        return _error(413, "payload larger than 25 MB")
+    try:
+        event = parse_delivery(request.headers, body, secret=app[SETTINGS].webhook_secret())
+    except WebhookRejection as rejection:
+        metrics.rejected.labels(status=str(rejection.status)).inc()
+        log.info("webhook rejected with %d: %s", rejection.status, rejection.reason)
+        return _error(rejection.status, rejection.reason)
+    if event.event == "ping":
+        return web.json_response({"ok": True, "zen": event.data.get("zen")}, status=200)
+    is_json = request.content_type == "application/json"
+    delivery = to_new_delivery(event, raw_json=body if is_json else None)
+    is_new = await app[INTAKE].submit(delivery)
+    if not is_new:
+        metrics.duplicates.labels(event=delivery.event).inc()
+        return web.json_response({"ok": True, "duplicate": True, "delivery": delivery.id})
+    metrics.received.labels(event=delivery.event).inc()
+    return web.json_response({"ok": True, "delivery": delivery.id}, status=202)
+
+
+def _error(status: int, reason: str) -> web.Response:
+    return web.json_response({"error": reason}, status=status)
+
+
+async def healthz_view(request: web.Request) -> web.Response:
+    app = request.app
+    services = app[SERVICES]
+    body: dict[str, Any] = {
+        "status": "healthy",
+        "version": __version__,
+        "uptime_s": round(time.monotonic() - app[STARTED], 3),
+    }
+    try:
+        body["queue_depth"] = await services.queue.depth()
+    except Exception:
+        log.exception("health check could not read the queue")
+        body["status"] = "unhealthy"
+        body["queue_depth"] = None
+        return web.json_response(body, status=503)
+    return web.json_response(body)
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    app = request.app
+    metrics = app[METRICS]
+    try:
+        metrics.queue_depth.set(await app[SERVICES].queue.depth())
+    except Exception:
+        log.exception("metrics could not read the queue depth")
+    payload = generate_latest(metrics.registry)
+    response = web.Response(body=payload)
+    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    response.charset = "utf-8"
+    return response

@@ -1,0 +1,176 @@
+"""Server settings, read from the environment (and an optional ``.env`` file).
+
+Nothing here runs at import time: the CLI builds one ``Settings`` and hands it to the app factory,
+and tests build ``Settings(...)`` directly with the values they need. Secrets are ``SecretStr`` so
+that a stray ``repr`` or log line shows ``**********`` instead of the value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CLOUDFLARE_GATEWAY_HOST = "https://gateway.ai.cloudflare.com/v1"
+
+
+class SettingsError(Exception):
+    """A configuration problem that stops the server before it starts, with a readable message."""
+
+
+class Settings(BaseSettings):
+    """Everything the server reads from its environment.
+
+    Field names map to upper-case environment variables (``github_app_id`` ↔ ``GITHUB_APP_ID``).
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        frozen=True,
+    )
+
+    # GitHub App
+    github_app_id: str | None = None
+    github_private_key: SecretStr | None = None
+    github_private_key_path: Path | None = None
+    github_webhook_secret: SecretStr | None = None
+    github_api_url: str = "https://api.github.com"
+
+    # LLM gateway
+    cf_account_id: str | None = None
+    cf_aig_gateway_id: str | None = None
+    aig_gateway_url: str | None = None
+    cf_aig_token: SecretStr | None = None
+    cf_issued_aigateway_token: SecretStr | None = None
+    anthropic_api_key: SecretStr | None = None
+    openai_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    openai_base_url: str | None = None
+
+    # Models
+    anthropic_model: str = "claude-sonnet-4-5"
+    openai_model: str = "gpt-5-mini"
+    model_max_output_tokens: int = Field(default=4096, ge=256, le=64000)
+    model_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    model_timeout_seconds: float = Field(default=120.0, gt=0)
+    model_max_retries: int = Field(default=3, ge=0, le=10)
+    model_retry_budget_seconds: float = Field(default=60.0, gt=0)
+    slice_token_budget: int = Field(default=12000, ge=500)
+    review_concurrency: int = Field(default=8, ge=1, le=64)
+
+    # Storage and serving
+    database_url: str = "sqlite+aiosqlite:///aigateway.db"
+    host: str = "0.0.0.0"  # noqa: S104 - a server listens on every interface by default
+    port: int = Field(default=8080, ge=0, le=65535)
+
+    # Queue and workers
+    workers: int = Field(default=4, ge=0, le=256)
+    max_attempts: int = Field(default=5, ge=1, le=50)
+    retry_base_seconds: float = Field(default=2.0, ge=0)
+    retry_max_seconds: float = Field(default=300.0, ge=0)
+    lease_seconds: float = Field(default=300.0, gt=0)
+    poll_interval_seconds: float = Field(default=1.0, gt=0)
+    github_max_retries: int = Field(default=3, ge=0, le=10)
+    github_max_wait_seconds: float = Field(default=60.0, ge=0)
+
+    # Logging
+    log_format: Literal["json", "text"] = "json"
+    log_level: str = "INFO"
+
+    @field_validator("github_api_url")
+    @classmethod
+    def _api_url_is_http(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError("GITHUB_API_URL must be an absolute http(s) URL")
+        return value.rstrip("/")
+
+    # ------------------------------------------------------------------ derived values
+
+    @property
+    def gateway_url(self) -> str | None:
+        """The gateway base: ``AIG_GATEWAY_URL`` whole, else built from the Cloudflare ids."""
+        if self.aig_gateway_url:
+            return self.aig_gateway_url.rstrip("/")
+        if self.cf_account_id and self.cf_aig_gateway_id:
+            return f"{CLOUDFLARE_GATEWAY_HOST}/{self.cf_account_id}/{self.cf_aig_gateway_id}"
+        return None
+
+    @property
+    def gateway_token(self) -> SecretStr | None:
+        """``CF_AIG_TOKEN`` first, then the token the platform issued."""
+        return self.cf_aig_token or self.cf_issued_aigateway_token
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def private_key_pem(self) -> str:
+        """The App's PEM key, from ``GITHUB_PRIVATE_KEY`` or the file at ``GITHUB_PRIVATE_KEY_PATH``."""
+        if self.github_private_key is not None:
+            # Platforms that store one-line secrets often turn newlines into a literal "\n".
+            return self.github_private_key.get_secret_value().replace("\\n", "\n")
+        if self.github_private_key_path is not None:
+            try:
+                return self.github_private_key_path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise SettingsError(
+                    f"GITHUB_PRIVATE_KEY_PATH: cannot read {self.github_private_key_path}: "
+                    f"{exc.strerror}"
+                ) from exc
+        raise SettingsError("GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH is not set")
+
+    def check_for_server(self) -> None:
+        """Refuse to serve without what GitHub needs, naming every missing setting at once.
+
+        A server that starts without a webhook secret would either accept forged deliveries or
+        reject every real one; neither is acceptable, so it does not start.
+        """
+        missing: list[str] = []
+        if not self.github_webhook_secret or not self.github_webhook_secret.get_secret_value():
+            missing.append("GITHUB_WEBHOOK_SECRET")
+        if not self.github_app_id:
+            missing.append("GITHUB_APP_ID")
+        if self.github_private_key is None and self.github_private_key_path is None:
+            missing.append("GITHUB_PRIVATE_KEY (or GITHUB_PRIVATE_KEY_PATH)")
+        if missing:
+            raise SettingsError("missing required settings: " + ", ".join(missing))
+        pem = self.private_key_pem()
+        try:
+            key = load_pem_private_key(pem.encode("utf-8"), password=None)
+        except (ValueError, TypeError) as exc:
+            raise SettingsError(
+                "the GitHub App private key is not a valid RSA private key in PEM format "
+                "(expected a '-----BEGIN RSA PRIVATE KEY-----' block as downloaded from GitHub)"
+            ) from exc
+        if not isinstance(key, RSAPrivateKey):
+            raise SettingsError(
+                "the GitHub App private key is a PEM key but not an RSA key; GitHub issues RSA keys"
+            )
+
+    def webhook_secret(self) -> str:
+        assert self.github_webhook_secret is not None, "check_for_server() runs first"
+        return self.github_webhook_secret.get_secret_value()
+
+    def secret_values(self) -> list[str]:
+        """Every secret value, for the log filter that keeps them out of log lines."""
+        values: list[str] = []
+        for secret in (
+            self.github_private_key,
+            self.github_webhook_secret,
+            self.cf_aig_token,
+            self.cf_issued_aigateway_token,
+            self.anthropic_api_key,
+            self.openai_api_key,
+        ):
+            if secret is not None and len(secret.get_secret_value()) >= 6:
+                values.append(secret.get_secret_value())
+        return values

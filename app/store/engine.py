@@ -1,0 +1,43 @@
+"""The async engine: SQLite (WAL) by default, PostgreSQL through asyncpg.
+
+SQLite is the zero-setup default for one process. WAL lets the webhook view append deliveries
+while workers read; ``synchronous=NORMAL`` in WAL mode still survives a process crash (only an OS
+crash can lose the last commits), which is the failure the queue's leases are built for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+
+def create_engine(database_url: str) -> AsyncEngine:
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": 30},
+            # One file, one writer: a small pool avoids lock contention between connections.
+            pool_size=4,
+            max_overflow=0,
+        )
+        _configure_sqlite(engine)
+        return engine
+    if url.get_backend_name() == "postgresql":
+        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_async_engine(url, poolclass=NullPool)
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
