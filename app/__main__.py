@@ -81,15 +81,15 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 def cmd_deliveries(args: argparse.Namespace) -> int:
     from app.queue import FAILED, DeliveryQueue
     from app.store import migrate
-    from app.store.engine import create_engine
+    from app.store.db import Database
 
     settings = _load_settings()
 
     async def run() -> int:
-        engine = create_engine(settings.database_url)
+        db = Database.from_url(settings.database_url)
         try:
-            await migrate.upgrade(engine)
-            queue = DeliveryQueue(engine, lease_seconds=settings.lease_seconds)
+            await migrate.upgrade(db.engine)
+            queue = DeliveryQueue(db, lease_seconds=settings.lease_seconds)
             rows = await queue.recent(status=FAILED if args.failed else None, limit=args.limit)
             if args.json:
                 print(
@@ -125,7 +125,7 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
                 print(line)
             return 0
         finally:
-            await engine.dispose()
+            await db.dispose()
 
     return _run(run)
 
@@ -145,15 +145,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def _requeue(delivery_id: str) -> int:
     from app.queue import DeliveryQueue
     from app.store import migrate
-    from app.store.engine import create_engine
+    from app.store.db import Database
 
     settings = _load_settings()
 
     async def run() -> int:
-        engine = create_engine(settings.database_url)
+        db = Database.from_url(settings.database_url)
         try:
-            await migrate.upgrade(engine)
-            queue = DeliveryQueue(engine, lease_seconds=settings.lease_seconds)
+            await migrate.upgrade(db.engine)
+            queue = DeliveryQueue(db, lease_seconds=settings.lease_seconds)
             existing = await queue.get(delivery_id)
             if existing is None:
                 print(f"no delivery {delivery_id}", file=sys.stderr)
@@ -164,7 +164,7 @@ def _requeue(delivery_id: str) -> int:
             print(f"re-queued {delivery_id} ({existing.event}); the server's workers will run it")
             return 0
         finally:
-            await engine.dispose()
+            await db.dispose()
 
     return _run(run)
 
@@ -230,6 +230,134 @@ def _replay_file(path: Path, event_name: str) -> int:
     return _run(run)
 
 
+def cmd_review_diff(args: argparse.Namespace) -> int:
+    """Review a local patch with both models through the configured gateway; post nothing."""
+    from app.gateway import CallMetadata, GatewayConfigError, build_reviewers
+    from app.policy.risk import PathChange, classify_paths, render_risk_table
+    from app.repo_config import RepoConfig, load_repo_config
+    from app.review.diff import DEFAULT_IGNORE_GLOBS, parse_unified_diff
+    from app.review.pipeline import review_files, reviewer_specs
+    from app.review.prompt import PullRequestInfo
+    from app.review.render import review_body
+
+    try:
+        text = Path(args.patch).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        print(f"cannot read {args.patch}: {exc.strerror}", file=sys.stderr)
+        return 2
+    config = RepoConfig()
+    if args.config:
+        result = load_repo_config(Path(args.config).read_text(encoding="utf-8"), source=args.config)
+        for error in result.errors:
+            print(f"config: {error}", file=sys.stderr)
+        config = result.config
+    settings = _load_settings()
+    ignore = (
+        config.review.ignore_globs
+        if config.review.ignore_globs is not None
+        else DEFAULT_IGNORE_GLOBS
+    )
+    files = parse_unified_diff(text, ignore_globs=ignore)
+    if not files:
+        print(f"{args.patch} holds no diff", file=sys.stderr)
+        return 2
+    risk = classify_paths([PathChange(f.path, f.old_path) for f in files], config.risk.rules)
+
+    async def run() -> int:
+        try:
+            clients = build_reviewers(settings)
+        except GatewayConfigError as exc:
+            print(f"aigateway: {exc}", file=sys.stderr)
+            return 2
+        async with clients:
+            model_run = await review_files(
+                files,
+                reviewers=reviewer_specs(clients.reviewers, config),
+                pr=PullRequestInfo(
+                    repository="local",
+                    number=None,
+                    title=args.title,
+                    body="",
+                    base_ref="base",
+                    head_ref=Path(args.patch).name,
+                ),
+                settings=settings,
+                config=config,
+                metadata=CallMetadata(repository="local", purpose="review-diff"),
+                risk=risk,
+            )
+        consensus = model_run.consensus
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "confidence": consensus.confidence,
+                        "complete": consensus.complete,
+                        "risk_tier": risk.tier.value,
+                        "reviewers": [
+                            {
+                                "name": r.reviewer,
+                                "verdict": r.verdict.value if r.verdict else None,
+                                "confidence": r.confidence,
+                                "errors": list(r.errors),
+                            }
+                            for r in consensus.reviewers
+                        ],
+                        "findings": [
+                            {**m.finding.model_dump(mode="json"), "raised_by": list(m.raised_by)}
+                            for m in consensus.findings
+                        ],
+                        "not_reviewed": [list(x) for x in model_run.slicing.not_reviewed],
+                        "input_tokens": model_run.input_tokens,
+                        "output_tokens": model_run.output_tokens,
+                        "cost_usd": model_run.cost_usd,
+                    },
+                    indent=2,
+                )
+            )
+            return 0
+        print(
+            review_body(
+                consensus,
+                outside_diff=consensus.findings,
+                not_reviewed=model_run.slicing.not_reviewed,
+            )
+        )
+        print()
+        print(render_risk_table(risk))
+        print(
+            f"\n{model_run.input_tokens} input + {model_run.output_tokens} output tokens, "
+            f"${model_run.cost_usd:.4f}"
+        )
+        return 0
+
+    return _run(run)
+
+
+def cmd_schema(_args: argparse.Namespace) -> int:
+    from app.repo_config import render_config_json_schema
+
+    sys.stdout.write(render_config_json_schema())
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from app.repo_config import load_repo_config
+
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+    except OSError as exc:
+        print(f"cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    result = load_repo_config(text, source=args.file)
+    for error in result.errors:
+        print(str(error))
+    if result.errors:
+        return 1
+    print(f"{args.file}: OK")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     sub = parser.add_subparsers(dest="command")
@@ -254,6 +382,20 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--file", default=None, help="a saved webhook payload (JSON)")
     rp.add_argument("--event", default=None, help="its X-GitHub-Event, e.g. pull_request")
     rp.set_defaults(func=cmd_replay)
+
+    rd = sub.add_parser("review-diff", help="review a local patch file; posts nothing")
+    rd.add_argument("patch", help="a unified diff, e.g. from git diff or git format-patch")
+    rd.add_argument("--config", default=None, help="a .github/aigateway.yml to apply")
+    rd.add_argument("--title", default="local patch")
+    rd.add_argument("--json", action="store_true")
+    rd.set_defaults(func=cmd_review_diff)
+
+    sc = sub.add_parser("schema", help="print the JSON Schema of .github/aigateway.yml")
+    sc.set_defaults(func=cmd_schema)
+
+    cc = sub.add_parser("check-config", help="validate a .github/aigateway.yml file")
+    cc.add_argument("file")
+    cc.set_defaults(func=cmd_check_config)
     return parser
 
 

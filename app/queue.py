@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import Select, and_, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.store.db import Database
 from app.store.tables import deliveries
 from app.store.types import utcnow
 
@@ -101,10 +101,17 @@ def backoff_seconds(attempt: int, *, base: float, cap: float) -> float:
 class DeliveryQueue:
     """All queue statements, for SQLite and PostgreSQL alike."""
 
-    def __init__(self, engine: AsyncEngine, *, lease_seconds: float) -> None:
-        self.engine = engine
+    def __init__(self, db: Database, *, lease_seconds: float) -> None:
+        self.db = db
         self.lease = timedelta(seconds=lease_seconds)
-        self._is_pg = engine.dialect.name == "postgresql"
+        self._is_pg = db.is_postgres
+        dialect_insert = postgresql.insert if self._is_pg else sqlite.insert
+        # Built once: a fixed statement run with many parameter sets is compiled once and cached.
+        self._insert_stmt = (
+            dialect_insert(deliveries)
+            .on_conflict_do_nothing(index_elements=[deliveries.c.id])
+            .returning(deliveries.c.id)
+        )
 
     # ------------------------------------------------------------------ intake
 
@@ -134,15 +141,8 @@ class DeliveryQueue:
                     "next_attempt_at": now,
                 }
             )
-        dialect_insert = postgresql.insert if self._is_pg else sqlite.insert
-        stmt = (
-            dialect_insert(deliveries)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=[deliveries.c.id])
-            .returning(deliveries.c.id)
-        )
-        async with self.engine.begin() as conn:
-            result = await conn.execute(stmt)
+        async with self.db.write(urgent=True) as conn:
+            result = await conn.execute(self._insert_stmt, rows)
             return {row[0] for row in result}
 
     # ------------------------------------------------------------------ claiming
@@ -153,6 +153,10 @@ class DeliveryQueue:
         Runnable: queued and due, or running with an expired lease (its worker died). A delivery
         whose pull request already has a live running delivery waits, so two deliveries for one
         PR never run at once.
+
+        On SQLite the candidate is found with a read (no write lock) and then taken with a
+        guarded update, so idle workers never queue behind the webhook writer. On PostgreSQL
+        one statement with ``FOR UPDATE SKIP LOCKED`` lets replicas claim side by side.
         """
         now = utcnow()
         d = deliveries
@@ -165,34 +169,47 @@ class DeliveryQueue:
                 other.c.id != d.c.id,
             )
         )
-        runnable = or_(
-            and_(d.c.status == QUEUED, d.c.next_attempt_at <= now),
-            and_(d.c.status == RUNNING, d.c.lease_expires_at < now),
-        )
-        candidate = (
-            select(d.c.id)
-            .where(runnable, or_(d.c.pr_key.is_(None), ~pr_busy))
-            .order_by(d.c.received_at, d.c.id)
-            .limit(1)
-        )
-        if only_id is not None:
-            candidate = candidate.where(d.c.id == only_id)
-        if self._is_pg:
-            candidate = candidate.with_for_update(skip_locked=True, of=d)
-        stmt = (
-            update(d)
-            .where(d.c.id == candidate.scalar_subquery())
-            .values(
-                status=RUNNING,
-                attempts=d.c.attempts + 1,
-                lease_expires_at=now + self.lease,
-                leased_by=worker_id,
+        due = and_(d.c.status == QUEUED, d.c.next_attempt_at <= now)
+        abandoned = and_(d.c.status == RUNNING, d.c.lease_expires_at < now)
+        take = {
+            "status": RUNNING,
+            "attempts": d.c.attempts + 1,
+            "lease_expires_at": now + self.lease,
+            "leased_by": worker_id,
+        }
+
+        def candidates(limit: int) -> Select[tuple[str]]:
+            stmt = (
+                select(d.c.id)
+                .where(or_(due, abandoned), or_(d.c.pr_key.is_(None), ~pr_busy))
+                .order_by(d.c.received_at, d.c.id)
+                .limit(limit)
             )
-            .returning(*d.c)
-        )
-        async with self.engine.begin() as conn:
-            row = (await conn.execute(stmt)).first()
-        return Delivery.from_row(row) if row is not None else None
+            return stmt.where(d.c.id == only_id) if only_id is not None else stmt
+
+        if self._is_pg:
+            pick = candidates(1).with_for_update(skip_locked=True, of=d).scalar_subquery()
+            stmt = update(d).where(d.c.id == pick).values(**take).returning(*d.c)
+            async with self.db.write() as conn:
+                row = (await conn.execute(stmt)).first()
+            return Delivery.from_row(row) if row is not None else None
+
+        async with self.db.read() as conn:
+            ids = [r[0] for r in await conn.execute(candidates(8))]
+        for delivery_id in ids:
+            stmt = (
+                update(d)
+                .where(
+                    d.c.id == delivery_id, or_(due, abandoned), or_(d.c.pr_key.is_(None), ~pr_busy)
+                )
+                .values(**take)
+                .returning(*d.c)
+            )
+            async with self.db.write() as conn:
+                row = (await conn.execute(stmt)).first()
+            if row is not None:
+                return Delivery.from_row(row)
+        return None
 
     async def renew_lease(self, delivery_id: str, worker_id: str) -> bool:
         stmt = (
@@ -201,7 +218,7 @@ class DeliveryQueue:
             .where(deliveries.c.status == RUNNING)
             .values(lease_expires_at=utcnow() + self.lease)
         )
-        async with self.engine.begin() as conn:
+        async with self.db.write() as conn:
             return (await conn.execute(stmt)).rowcount == 1
 
     async def complete(self, delivery_id: str, worker_id: str) -> None:
@@ -224,7 +241,7 @@ class DeliveryQueue:
                 last_error=error,
             )
         )
-        async with self.engine.begin() as conn:
+        async with self.db.write() as conn:
             await conn.execute(stmt)
 
     async def retry_at(self, delivery_id: str, worker_id: str, at: datetime, error: str) -> None:
@@ -239,7 +256,7 @@ class DeliveryQueue:
                 last_error=error,
             )
         )
-        async with self.engine.begin() as conn:
+        async with self.db.write() as conn:
             await conn.execute(stmt)
 
     async def release_all_leases(self) -> int:
@@ -249,7 +266,7 @@ class DeliveryQueue:
             .where(deliveries.c.status == RUNNING)
             .values(status=QUEUED, lease_expires_at=None, leased_by=None, next_attempt_at=utcnow())
         )
-        async with self.engine.begin() as conn:
+        async with self.db.write() as conn:
             return (await conn.execute(stmt)).rowcount
 
     # ------------------------------------------------------------------ inspection
@@ -266,11 +283,11 @@ class DeliveryQueue:
                 finished_at=None,
             )
         )
-        async with self.engine.begin() as conn:
+        async with self.db.write() as conn:
             return (await conn.execute(stmt)).rowcount == 1
 
     async def get(self, delivery_id: str) -> Delivery | None:
-        async with self.engine.connect() as conn:
+        async with self.db.read() as conn:
             row = (
                 await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))
             ).first()
@@ -280,25 +297,25 @@ class DeliveryQueue:
         stmt = select(deliveries).order_by(deliveries.c.received_at.desc()).limit(limit)
         if status is not None:
             stmt = stmt.where(deliveries.c.status == status)
-        async with self.engine.connect() as conn:
+        async with self.db.read() as conn:
             return [Delivery.from_row(row) for row in await conn.execute(stmt)]
 
     async def depth(self) -> int:
         """Deliveries waiting or in progress."""
         stmt = select(func.count()).where(deliveries.c.status.in_((QUEUED, RUNNING)))
-        async with self.engine.connect() as conn:
+        async with self.db.read() as conn:
             return int((await conn.execute(stmt)).scalar_one())
 
     async def counts(self) -> dict[str, int]:
         stmt = select(deliveries.c.status, func.count()).group_by(deliveries.c.status)
-        async with self.engine.connect() as conn:
+        async with self.db.read() as conn:
             return {status: int(n) for status, n in await conn.execute(stmt)}
 
     async def purge_finished(self, older_than: timedelta) -> int:
         stmt = delete(deliveries).where(
             deliveries.c.status == DONE, deliveries.c.finished_at < utcnow() - older_than
         )
-        async with self.engine.begin() as conn:
+        async with self.db.write() as conn:
             return (await conn.execute(stmt)).rowcount
 
 
@@ -306,7 +323,7 @@ class IntakeWriter:
     """Group commit for the webhook view: many waiting requests, one transaction."""
 
     def __init__(
-        self, queue: DeliveryQueue, *, on_commit: Callable[[], None], max_batch: int = 200
+        self, queue: DeliveryQueue, *, on_commit: Callable[[int], None], max_batch: int = 200
     ):
         self._queue = queue
         self._on_commit = on_commit
@@ -357,7 +374,7 @@ class IntakeWriter:
                 if not future.done():
                     future.set_result(is_new)
             if new_ids:
-                self._on_commit()
+                self._on_commit(len(new_ids))
 
 
 Handler = Callable[[Delivery], Awaitable[None]]
@@ -391,12 +408,12 @@ class WorkerPool:
         self._stopping = False
         self.instance = f"{uuid.uuid4().hex[:12]}"
 
-    def notify(self) -> None:
-        """New work was committed: wake idle workers now rather than at the next poll."""
+    def notify(self, count: int = 1) -> None:
+        """New work was committed: wake that many idle workers now rather than at the next poll."""
 
         async def _notify() -> None:
             async with self._wakeup:
-                self._wakeup.notify_all()
+                self._wakeup.notify(count)
 
         if self._tasks:
             task = asyncio.get_running_loop().create_task(_notify())

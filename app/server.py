@@ -18,16 +18,20 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app import __version__
+from app.config_loader import ConfigLoader
+from app.gateway import GatewayConfigError, build_reviewers
 from app.github.auth import AppAuth
 from app.github.webhook import MAX_BODY_BYTES, WebhookRejection, parse_delivery, to_new_delivery
 from app.handlers import Dispatcher, build_router
 from app.logs import RedactingFilter
 from app.metrics import Metrics
 from app.queue import DONE, FAILED, Delivery, DeliveryQueue, IntakeWriter, WorkerPool
+from app.review.pipeline import ReviewPipeline
+from app.review.store import ReviewStore
 from app.services import Services
 from app.settings import Settings
 from app.store import migrate
-from app.store.engine import create_engine
+from app.store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +71,10 @@ def create_app(
 async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     session = aiohttp.ClientSession(timeout=HTTP_TIMEOUT)
-    engine = create_engine(settings.database_url)
+    db = Database.from_url(settings.database_url)
     try:
-        await migrate.upgrade(engine)
-        queue = DeliveryQueue(engine, lease_seconds=settings.lease_seconds)
+        await migrate.upgrade(db.engine)
+        queue = DeliveryQueue(db, lease_seconds=settings.lease_seconds)
         redactor = app.get(REDACTOR)
         auth = AppAuth(
             session,
@@ -81,27 +85,52 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         )
         services = Services(
             settings=settings,
-            engine=engine,
+            db=db,
             queue=queue,
             session=session,
             auth=auth,
             metrics=app[METRICS],
         )
+        _build_review_stack(services)
         app[SERVICES] = services
-        writer = IntakeWriter(queue, on_commit=lambda: _notify_workers(app))
+        writer = IntakeWriter(queue, on_commit=lambda n: _notify_workers(app, n))
         writer.start()
         app[INTAKE] = writer
-        yield
-        await writer.stop()
+        try:
+            yield
+        finally:
+            await writer.stop()
+            if services.gateway is not None:
+                await services.gateway.aclose()
     finally:
         await session.close()
-        await engine.dispose()
+        await db.dispose()
 
 
-def _notify_workers(app: web.Application) -> None:
+def _build_review_stack(services: Services) -> None:
+    """Gateway clients and the pipeline; without a usable gateway the server still serves."""
+    settings = services.settings
+    try:
+        services.gateway = build_reviewers(settings)
+    except GatewayConfigError as exc:
+        services.gateway_error = str(exc)
+        log.warning("reviews are unavailable until the gateway is configured: %s", exc)
+        return
+    loader = ConfigLoader()
+    services.config_loader = loader
+    services.pipeline = ReviewPipeline(
+        settings=settings,
+        store=ReviewStore(services.db),
+        reviewers=services.gateway.reviewers,
+        coordinator=services.coordinator,
+        load_config=loader.load,
+    )
+
+
+def _notify_workers(app: web.Application, count: int) -> None:
     workers = app.get(WORKERS)
     if workers is not None:
-        workers.notify()
+        workers.notify(count)
 
 
 async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -158,11 +187,23 @@ async def webhook_view(request: web.Request) -> web.Response:
     is_json = request.content_type == "application/json"
     delivery = to_new_delivery(event, raw_json=body if is_json else None)
     is_new = await app[INTAKE].submit(delivery)
+    head = _pull_request_head(event.event, event.data)
+    if is_new and head is not None and delivery.pr_key is not None:
+        app[SERVICES].coordinator.note_head(delivery.pr_key, head)
     if not is_new:
         metrics.duplicates.labels(event=delivery.event).inc()
         return web.json_response({"ok": True, "duplicate": True, "delivery": delivery.id})
     metrics.received.labels(event=delivery.event).inc()
     return web.json_response({"ok": True, "delivery": delivery.id}, status=202)
+
+
+def _pull_request_head(event: str, data: dict[str, Any]) -> str | None:
+    if event != "pull_request" or data.get("action") not in {"opened", "synchronize", "reopened"}:
+        return None
+    pr = data.get("pull_request")
+    head = pr.get("head") if isinstance(pr, dict) else None
+    sha = head.get("sha") if isinstance(head, dict) else None
+    return sha if isinstance(sha, str) else None
 
 
 def _error(status: int, reason: str) -> web.Response:

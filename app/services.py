@@ -10,24 +10,32 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.config_loader import ConfigLoader
+from app.gateway import GatewayClients
 from app.github.auth import AppAuth
 from app.github.client import InstallationGitHubAPI
 from app.metrics import Metrics
 from app.queue import DeliveryQueue
+from app.review.coordinator import ReviewCoordinator
+from app.review.pipeline import ReviewPipeline
 from app.settings import Settings
+from app.store.db import Database
 
 
 @dataclass
 class Services:
     settings: Settings
-    engine: AsyncEngine
+    db: Database
     queue: DeliveryQueue
     session: aiohttp.ClientSession
     auth: AppAuth
     metrics: Metrics
-    # Filled in by later stages of the factory (gateway clients, review coordinator, ...).
+    coordinator: ReviewCoordinator = field(default_factory=ReviewCoordinator)
+    gateway: GatewayClients | None = None
+    gateway_error: str | None = None
+    pipeline: ReviewPipeline | None = None
+    config_loader: ConfigLoader | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     def github_for(self, installation_id: int) -> InstallationGitHubAPI:

@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     openai_base_url: str | None = None
 
     # Models
-    anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_model: str = "claude-sonnet-4-6"
     openai_model: str = "gpt-5-mini"
     model_max_output_tokens: int = Field(default=4096, ge=256, le=64000)
     model_temperature: float = Field(default=0.0, ge=0.0, le=2.0)

@@ -24,6 +24,7 @@ from app.queue import (
     backoff_seconds,
 )
 from app.store import migrate
+from app.store.db import Database
 from app.store.engine import create_engine
 from app.store.tables import deliveries
 from app.store.types import utcnow
@@ -51,7 +52,7 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 def queue(engine: AsyncEngine) -> DeliveryQueue:
-    return DeliveryQueue(engine, lease_seconds=30)
+    return DeliveryQueue(Database(engine), lease_seconds=30)
 
 
 def pool(queue: DeliveryQueue, handle: object, **kw: object) -> WorkerPool:
@@ -225,7 +226,7 @@ async def test_delivery_abandoned_after_too_many_lost_leases(queue: DeliveryQueu
 
     workers = pool(queue, handle, max_attempts=2)
     await queue.insert_batch([new("poison")])
-    async with queue.engine.begin() as conn:
+    async with queue.db.write() as conn:
         await conn.execute(update(deliveries).values(attempts=2))
     claimed = await queue.claim(workers.instance)
     assert claimed is not None and claimed.attempts == 3
@@ -248,7 +249,7 @@ async def test_requeue_resets_a_failed_delivery(queue: DeliveryQueue) -> None:
 async def test_intake_writer_group_commits_concurrent_submissions(queue: DeliveryQueue) -> None:
     commits = 0
 
-    def on_commit() -> None:
+    def on_commit(_count: int) -> None:
         nonlocal commits
         commits += 1
 

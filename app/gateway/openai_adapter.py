@@ -1,0 +1,259 @@
+"""GPT through OpenAI Chat Completions, with the review as a JSON-schema response format.
+
+The request sets ``response_format={"type": "json_schema", "json_schema": {"name":
+"model_review", "strict": true, "schema": ...}}`` and the answer is ``choices[0].message.content``
+parsed as JSON (``json.loads``, never a regex), then validated as a ModelReview by the engine.
+
+Strict mode: OpenAI's strict structured outputs require every property to be listed in
+``required`` and accept only a subset of JSON Schema, so the contract's schema cannot be sent
+as is (``end_line`` and ``suggestion`` are optional, and ``maxLength`` is not in the supported
+subset). :func:`strict_review_schema` derives a strict-compatible variant: optional properties
+become required but nullable (``"type": ["integer", "null"]``), and length limits move into the
+property's description. ``ModelReview`` already accepts ``null`` for both optional fields, so no
+normalisation is needed before validation, and pydantic still enforces the length limits (a
+violation goes to the repair round). Strict mode is on by default because it makes the model's
+output conform by construction; ``strict=False`` sends the contract's schema unchanged.
+
+The key is sent by the SDK as ``Authorization: Bearer``. With no key configured (BYOK) the SDK is
+given :data:`~app.gateway.urls.BYOK_PLACEHOLDER` so that it constructs, every call omits
+``Authorization``, and the guard strips any header still holding the placeholder.
+
+``temperature`` is not sent to reasoning models (``o1``/``o3``/``o4``, ``gpt-5`` and later, but
+not the ``-chat`` variants), which reject any value but the default.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, cast
+
+import openai
+from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+from openai.types.shared_params import ResponseFormatJSONSchema
+from pydantic import SecretStr
+
+from app.gateway.clients import (
+    LOG_ID_HEADER,
+    METADATA_HEADER,
+    CallFailure,
+    CallMetadata,
+    RetryPolicy,
+    StructuredReviewer,
+    Turn,
+    classify_http_error,
+)
+from app.gateway.pricing import PRICES, ModelPrice, Usage
+from app.gateway.urls import BYOK_PLACEHOLDER, ProviderEndpoint, make_http_client
+from app.review.model import review_json_schema
+
+SCHEMA_NAME: Final = "model_review"
+_UNSUPPORTED_IN_STRICT: Final = ("maxLength", "minLength")
+_REASONING_PREFIXES: Final = ("o1", "o3", "o4", "gpt-5", "gpt-6", "gpt-7")
+
+
+def accepts_temperature(model: str) -> bool:
+    """Whether ``model`` takes a ``temperature`` other than its default (reasoning models don't)."""
+    name = model.lower().removeprefix("openai/")
+    return not (name.startswith(_REASONING_PREFIXES) and "-chat" not in name)
+
+
+def strict_review_schema(schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ModelReview schema in the shape OpenAI's strict mode accepts (see module docstring)."""
+    return _strict_node(copy.deepcopy(dict(schema or review_json_schema())), optional=False)
+
+
+def _strict_node(node: dict[str, Any], *, optional: bool) -> dict[str, Any]:
+    notes: list[str] = []
+    for keyword in _UNSUPPORTED_IN_STRICT:
+        if keyword in node:
+            limit = node.pop(keyword)
+            notes.append(
+                f"At most {limit} characters."
+                if keyword == "maxLength"
+                else f"At least {limit} characters."
+            )
+    if notes:
+        node["description"] = " ".join([node.get("description", ""), *notes]).strip()
+    kind = node.get("type")
+    if kind == "object" and isinstance(node.get("properties"), Mapping):
+        required = set(node.get("required", []))
+        node["properties"] = {
+            name: _strict_node(dict(child), optional=name not in required)
+            for name, child in node["properties"].items()
+        }
+        node["required"] = list(node["properties"])
+        node["additionalProperties"] = False
+    elif kind == "array" and isinstance(node.get("items"), Mapping):
+        node["items"] = _strict_node(dict(node["items"]), optional=False)
+    if optional:
+        if isinstance(kind, str):
+            node["type"] = [kind, "null"]
+        elif isinstance(kind, list) and "null" not in kind:
+            node["type"] = [*kind, "null"]
+        if isinstance(node.get("enum"), list) and None not in node["enum"]:
+            node["enum"] = [*node["enum"], None]
+    return node
+
+
+def response_format(*, strict: bool) -> ResponseFormatJSONSchema:
+    schema = strict_review_schema() if strict else review_json_schema()
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": SCHEMA_NAME, "strict": strict, "schema": schema},
+    }
+
+
+def usage_of(completion: ChatCompletion) -> Usage:
+    usage = completion.usage
+    if usage is None:
+        return Usage()
+    details = usage.prompt_tokens_details
+    return Usage(
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens,
+        cached_input_tokens=(details.cached_tokens or 0) if details else 0,
+        cache_write_input_tokens=(details.cache_write_tokens or 0) if details else 0,
+    )
+
+
+class OpenAIReviewer(StructuredReviewer):
+    provider = "openai"
+
+    def __init__(
+        self,
+        *,
+        endpoint: ProviderEndpoint,
+        gateway_url: str | None,
+        gateway_token: SecretStr | None,
+        model: str,
+        max_tokens: int,
+        temperature: float | None,
+        timeout: float,
+        retry: RetryPolicy,
+        secrets: Sequence[str] = (),
+        prices: Mapping[str, ModelPrice] = PRICES,
+        max_connections: int = 100,
+        strict: bool = True,
+    ) -> None:
+        super().__init__(
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            timeout=timeout,
+            retry=retry,
+            secrets=secrets,
+            prices=prices,
+        )
+        self.endpoint = endpoint
+        self._http = make_http_client(
+            gateway_url=gateway_url,
+            gateway_token=gateway_token,
+            endpoint_url=endpoint.base_url,
+            timeout=timeout,
+            max_connections=max_connections,
+        )
+        key = endpoint.api_key
+        self._byok = key is None
+        self._client = openai.AsyncOpenAI(
+            api_key=BYOK_PLACEHOLDER if key is None else key.get_secret_value(),
+            base_url=endpoint.base_url,
+            http_client=self._http,
+            timeout=timeout,
+            max_retries=0,
+        )
+        self._response_format = response_format(strict=strict)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+        await self._http.aclose()
+
+    async def _request(
+        self,
+        *,
+        system: str,
+        messages: list[dict[str, Any]],
+        model: str,
+        max_tokens: int,
+        metadata: CallMetadata,
+    ) -> Turn:
+        conversation = cast(
+            "list[ChatCompletionMessageParam]",
+            [{"role": "system", "content": system}, *messages],
+        )
+        headers: dict[str, str | openai.Omit] = {METADATA_HEADER: metadata.header_value()}
+        if self._byok:
+            headers["Authorization"] = openai.omit
+        temperature: float | openai.Omit = openai.omit
+        if self._temperature is not None and accepts_temperature(model):
+            temperature = self._temperature
+        try:
+            raw = await self._client.chat.completions.with_raw_response.create(
+                model=model,
+                messages=conversation,
+                max_completion_tokens=max_tokens,
+                response_format=self._response_format,
+                temperature=temperature,
+                extra_headers=headers,
+            )
+            log_id = raw.headers.get(LOG_ID_HEADER)
+            completion = raw.parse()
+        except openai.APIStatusError as exc:
+            raise classify_http_error(
+                exc.status_code, exc.response.headers, exc.body, secrets=self._secrets
+            ) from None
+        except openai.APITimeoutError:
+            raise CallFailure("timeout", True) from None
+        except openai.APIConnectionError:
+            raise CallFailure("connection error", True) from None
+        except (openai.APIError, ValueError):
+            raise CallFailure("invalid response", False, log_id=None) from None
+        if not isinstance(completion, ChatCompletion) or not completion.choices:
+            raise CallFailure("invalid response", False, log_id=log_id)
+        return self._turn(completion, log_id)
+
+    def _turn(self, completion: ChatCompletion, log_id: str | None) -> Turn:
+        usage = usage_of(completion)
+        choice = completion.choices[0]
+        message = choice.message
+        if message.refusal:
+            return Turn(usage=usage, log_id=log_id, refused=True)
+        content = message.content or ""
+        assistant = {"role": "assistant", "content": content}
+        cut_off = choice.finish_reason == "length"
+        try:
+            data = json.loads(content)
+        except json.JSONDecodeError as exc:
+            problem = (
+                f"the reply is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+            )
+            if cut_off:
+                problem += "; it was cut off at the output token limit, so be more concise"
+            return Turn(usage=usage, log_id=log_id, problem=problem, assistant=assistant)
+        if not isinstance(data, dict):
+            return Turn(
+                usage=usage,
+                log_id=log_id,
+                problem="the reply is JSON but not an object",
+                assistant=assistant,
+            )
+        return Turn(usage=usage, log_id=log_id, output=data, assistant=assistant)
+
+    def _repair_messages(
+        self, messages: list[dict[str, Any]], turn: Turn, problem: str
+    ) -> list[dict[str, Any]]:
+        assistant = turn.assistant if isinstance(turn.assistant, dict) else None
+        repaired = list(messages)
+        if assistant is not None:
+            repaired.append(assistant)
+        repaired.append(
+            {
+                "role": "user",
+                "content": (
+                    f"Your previous reply was rejected: {problem}\n\nReply again with only a "
+                    f"JSON object that matches the {SCHEMA_NAME} schema exactly."
+                ),
+            }
+        )
+        return repaired

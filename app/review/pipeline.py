@@ -1,0 +1,659 @@
+"""The review pipeline: the one place that knows the order of the stages.
+
+    config (default branch) → check run in_progress → files (and, on a push, the compare diff)
+    → risk tiers → slices → Claude ∥ GPT per slice → consensus → autonomy decision
+    → head still current? → PR review + check run completed → outcome (for the actions stage)
+
+Everything that waits on the network after the files are fetched runs concurrently: every slice
+goes to both models at once, bounded only by ``REVIEW_CONCURRENCY``. The model stage is also
+available alone (``review_files``) for ``python -m app review-diff``, which posts nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gidgethub
+from gidgethub.abc import GitHubAPI
+
+from app.gateway import CallMetadata, ReviewCall, Reviewer
+from app.policy.autonomy import AutonomyDecision, DecisionInput, decide
+from app.policy.risk import PathChange, RiskReport, Tier, classify_paths, render_risk_table
+from app.repo_config import RepoConfig, format_errors_markdown
+from app.review import publish, render
+from app.review.consensus import Consensus, SliceOutcome, combine
+from app.review.coordinator import ReviewCoordinator, ReviewTicket
+from app.review.diff import (
+    DEFAULT_IGNORE_GLOBS,
+    FileDiff,
+    LineMap,
+    SliceResult,
+    parse_github_files,
+    parse_unified_diff,
+    slice_diff,
+)
+from app.review.prompt import PullRequestInfo, new_nonce, slice_prompt, system_prompt
+from app.review.store import FAILED, PUBLISHED, SKIPPED, SUPERSEDED, ReviewStore
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DISPLAY_NAMES = {"anthropic": "Claude", "openai": "GPT"}
+_TIER_ORDER = {Tier.CRITICAL: 0, Tier.HIGH: 1, Tier.MEDIUM: 2, Tier.LOW: 3}
+PROGRESS_INTERVAL_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class PullRequest:
+    """The fields of a pull request the pipeline and the actions use."""
+
+    repository: str
+    number: int
+    state: str
+    head_sha: str
+    head_ref: str
+    head_repo: str | None
+    base_ref: str
+    base_sha: str
+    default_branch: str
+    title: str
+    body: str
+    draft: bool
+    author: str
+    labels: frozenset[str]
+    mergeable: bool | None = None
+    mergeable_state: str | None = None
+    merged: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.repository}#{self.number}"
+
+    @property
+    def is_fork(self) -> bool:
+        return self.head_repo is None or self.head_repo.lower() != self.repository.lower()
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> PullRequest:
+        head = data.get("head") or {}
+        base = data.get("base") or {}
+        base_repo = base.get("repo") or {}
+        head_repo = head.get("repo") or None
+        return cls(
+            repository=str(base_repo.get("full_name", "")),
+            number=int(data["number"]),
+            state=str(data.get("state", "open")),
+            head_sha=str(head.get("sha", "")),
+            head_ref=str(head.get("ref", "")),
+            head_repo=str(head_repo["full_name"]) if head_repo else None,
+            base_ref=str(base.get("ref", "")),
+            base_sha=str(base.get("sha", "")),
+            default_branch=str(base_repo.get("default_branch") or base.get("ref") or "main"),
+            title=str(data.get("title") or ""),
+            body=str(data.get("body") or ""),
+            draft=bool(data.get("draft", False)),
+            author=str((data.get("user") or {}).get("login", "")),
+            labels=frozenset(
+                str(label.get("name", ""))
+                for label in data.get("labels") or []
+                if isinstance(label, dict)
+            ),
+            mergeable=data.get("mergeable"),
+            mergeable_state=data.get("mergeable_state"),
+            merged=bool(data.get("merged", False)),
+        )
+
+    def info(self) -> PullRequestInfo:
+        return PullRequestInfo(
+            repository=self.repository,
+            number=self.number,
+            title=self.title,
+            body=self.body,
+            base_ref=self.base_ref,
+            head_ref=self.head_ref,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRun:
+    """What the model stage produced for one set of files."""
+
+    slicing: SliceResult
+    consensus: Consensus
+    calls: tuple[ReviewCall, ...]
+    capped: tuple[tuple[str, str], ...]
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(c.input_tokens for c in self.calls)
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(c.output_tokens for c in self.calls)
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(c.cost_usd or 0.0 for c in self.calls)
+
+    @property
+    def unpriced_models(self) -> tuple[str, ...]:
+        return tuple(sorted({c.model for c in self.calls if c.cost_usd is None and c.input_tokens}))
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewOutcome:
+    status: str  # published | superseded | skipped | failed
+    reason: str = ""
+    pr: PullRequest | None = None
+    run: ModelRun | None = None
+    risk: RiskReport | None = None
+    decision: AutonomyDecision | None = None
+    config: RepoConfig | None = None
+    check_run_id: int | None = None
+    conclusion: str | None = None
+    review_id: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Superseded(Exception):
+    """A newer head of the PR arrived while this review ran."""
+
+
+ReviewerSpec = tuple[str, Reviewer, str | None]  # (display name, reviewer, model override)
+Progress = Callable[[int, int], Awaitable[None]]
+
+
+async def review_files(
+    files: Sequence[FileDiff],
+    *,
+    reviewers: Sequence[ReviewerSpec],
+    pr: PullRequestInfo,
+    settings: Settings,
+    config: RepoConfig,
+    metadata: CallMetadata,
+    risk: RiskReport | None = None,
+    ticket: ReviewTicket | None = None,
+    incremental_since: str | None = None,
+    on_progress: Progress | None = None,
+) -> ModelRun:
+    """Slice the files and run every slice through every reviewer, all at once (bounded)."""
+    tiers = {p.path: p.tier for p in risk.paths} if risk is not None else {}
+    slicing = slice_diff(
+        files,
+        token_budget=settings.slice_token_budget,
+        risk_order=lambda path: _TIER_ORDER.get(tiers.get(path, Tier.MEDIUM), 2),
+        max_files=config.review.max_files,
+    )
+    skipped = {f.path for f in files if f.skip_reason is not None}
+    capped = tuple((p, r) for p, r in slicing.not_reviewed if p not in skipped)
+    system = system_prompt(
+        extra_instructions=config.review.extra_instructions,
+        path_instructions=_path_instructions(config, slicing.reviewed_paths),
+    )
+    nonce = new_nonce()
+    total = len(slicing.slices)
+    limit = asyncio.Semaphore(settings.review_concurrency)
+    done = 0
+
+    async def one(
+        index: int, name: str, reviewer: Reviewer, model: str | None
+    ) -> tuple[SliceOutcome, ReviewCall]:
+        nonlocal done
+        prompt = slice_prompt(
+            pr,
+            slicing.slices[index],
+            index=index,
+            total=total,
+            nonce=nonce,
+            incremental_since=incremental_since,
+        )
+        async with limit:
+            call = await reviewer.review(
+                system=system, prompt=prompt, metadata=metadata, model=model
+            )
+        done += 1
+        if on_progress is not None:
+            with contextlib.suppress(Exception):
+                await on_progress(done, total * len(reviewers))
+        return SliceOutcome(name, index, call.review, call.error), call
+
+    jobs = [
+        one(index, name, reviewer, model)
+        for index in range(total)
+        for name, reviewer, model in reviewers
+    ]
+    results = await _gather_unless_cancelled(jobs, ticket)
+    outcomes = [outcome for outcome, _ in results]
+    calls = tuple(call for _, call in results)
+    consensus = combine(
+        outcomes,
+        reviewers=[name for name, _, _ in reviewers],
+        unreviewed_files=len(capped),
+    )
+    return ModelRun(slicing=slicing, consensus=consensus, calls=calls, capped=capped)
+
+
+async def _gather_unless_cancelled(
+    jobs: Sequence[Awaitable[tuple[SliceOutcome, ReviewCall]]], ticket: ReviewTicket | None
+) -> list[tuple[SliceOutcome, ReviewCall]]:
+    if not jobs:
+        return []
+    gathered = asyncio.ensure_future(asyncio.gather(*jobs))
+    if ticket is None:
+        return await gathered
+    cancelled = asyncio.ensure_future(ticket.cancelled.wait())
+    waiters: set[asyncio.Future[Any]] = {gathered, cancelled}
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        cancelled.cancel()
+    if not gathered.done():
+        gathered.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await gathered
+        raise Superseded(ticket.head_sha)
+    return gathered.result()
+
+
+def _path_instructions(config: RepoConfig, paths: Sequence[str]) -> list[str]:
+    if not config.review.path_instructions:
+        return []
+    import pathspec
+
+    chosen: list[str] = []
+    for rule in config.review.path_instructions:
+        spec = pathspec.GitIgnoreSpec.from_lines([rule.path])
+        if any(spec.match_file(p) for p in paths):
+            chosen.append(f"For {rule.path}: {rule.instructions}")
+    return chosen
+
+
+def reviewer_specs(reviewers: Sequence[Reviewer], config: RepoConfig) -> list[ReviewerSpec]:
+    overrides = {"anthropic": config.review.models.anthropic, "openai": config.review.models.openai}
+    return [
+        (DISPLAY_NAMES.get(r.provider, r.provider), r, overrides.get(r.provider)) for r in reviewers
+    ]
+
+
+def conclusion_for(run: ModelRun, decision: AutonomyDecision, config: RepoConfig) -> str:
+    """success only for a complete review without blockers; partial is never success."""
+    consensus = run.consensus
+    if consensus.any_blocker and config.review.blocking_findings_fail:
+        return "failure"
+    if decision.should_escalate:
+        return "action_required"
+    if not consensus.complete or consensus.any_blocker:
+        return "neutral"
+    return "success"
+
+
+class ReviewPipeline:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: ReviewStore,
+        reviewers: Sequence[Reviewer],
+        coordinator: ReviewCoordinator,
+        load_config: Callable[[GitHubAPI, str, str], Awaitable[Any]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.reviewers = list(reviewers)
+        self.coordinator = coordinator
+        self._load_config = load_config
+        self._clock = clock
+
+    async def review(
+        self,
+        gh: GitHubAPI,
+        pr: PullRequest,
+        *,
+        installation_id: int | None,
+        delivery_id: str | None,
+        incremental: bool,
+        tightened: bool = False,
+    ) -> ReviewOutcome:
+        config_result = await self._load_config(gh, pr.repository, pr.default_branch)
+        config: RepoConfig = config_result.config
+        if not config.review.enabled:
+            return ReviewOutcome(SKIPPED, "reviews are disabled in the repository config", pr)
+        if pr.draft and not config.review.drafts:
+            return ReviewOutcome(SKIPPED, "draft pull request", pr)
+        if pr.state != "open":
+            return ReviewOutcome(SKIPPED, f"pull request is {pr.state}", pr)
+        previous = await self.store.latest_for_head(pr.repository, pr.number, pr.head_sha)
+        if previous is not None and previous.status == PUBLISHED and incremental:
+            return ReviewOutcome(SKIPPED, "this head was reviewed already", pr)
+
+        ticket = self.coordinator.begin(pr.key, pr.head_sha)
+        try:
+            return await self._review(
+                gh,
+                pr,
+                config=config,
+                config_errors=format_errors_markdown(config_result.errors),
+                ticket=ticket,
+                installation_id=installation_id,
+                delivery_id=delivery_id,
+                incremental=incremental,
+                tightened=tightened,
+            )
+        finally:
+            self.coordinator.end(ticket)
+
+    async def _review(
+        self,
+        gh: GitHubAPI,
+        pr: PullRequest,
+        *,
+        config: RepoConfig,
+        config_errors: str,
+        ticket: ReviewTicket,
+        installation_id: int | None,
+        delivery_id: str | None,
+        incremental: bool,
+        tightened: bool,
+    ) -> ReviewOutcome:
+        last = await self.store.last_published(pr.repository, pr.number) if incremental else None
+        since = last.head_sha if last is not None and last.head_sha != pr.head_sha else None
+        row = await self.store.start(
+            repository=pr.repository,
+            pr_number=pr.number,
+            head_sha=pr.head_sha,
+            base_sha=pr.base_sha,
+            delivery_id=delivery_id,
+            incremental_from=since,
+        )
+        check_run_id = row.check_run_id
+        if check_run_id is None:
+            check_run_id = await publish.create_check_run(
+                gh,
+                pr.repository,
+                pr.head_sha,
+                title="Reviewing with Claude and GPT",
+                summary="Fetching the diff.",
+            )
+            await self.store.set_check_run(row.id, check_run_id)
+        try:
+            outcome = await self._run_and_publish(
+                gh,
+                pr,
+                config=config,
+                config_errors=config_errors,
+                ticket=ticket,
+                check_run_id=check_run_id,
+                installation_id=installation_id,
+                delivery_id=delivery_id,
+                since=since,
+                tightened=tightened,
+            )
+        except Superseded:
+            await self._close_superseded(gh, pr, check_run_id)
+            await self.store.finish(row.id, status=SUPERSEDED)
+            return ReviewOutcome(SUPERSEDED, "a newer push arrived", pr, check_run_id=check_run_id)
+        except Exception:
+            await self.store.finish(row.id, status=FAILED)
+            raise
+        run = outcome.run
+        await self.store.finish(
+            row.id,
+            status=outcome.status,
+            confidence=run.consensus.confidence if run else None,
+            conclusion=outcome.conclusion,
+            input_tokens=run.input_tokens if run else 0,
+            output_tokens=run.output_tokens if run else 0,
+            cost_usd=run.cost_usd if run else 0.0,
+            summary=outcome.reason or None,
+        )
+        return outcome
+
+    async def _run_and_publish(
+        self,
+        gh: GitHubAPI,
+        pr: PullRequest,
+        *,
+        config: RepoConfig,
+        config_errors: str,
+        ticket: ReviewTicket,
+        check_run_id: int,
+        installation_id: int | None,
+        delivery_id: str | None,
+        since: str | None,
+        tightened: bool,
+    ) -> ReviewOutcome:
+        ignore = (
+            config.review.ignore_globs
+            if config.review.ignore_globs is not None
+            else DEFAULT_IGNORE_GLOBS
+        )
+        entries = [
+            e
+            async for e in gh.getiter(
+                f"/repos/{pr.repository}/pulls/{pr.number}/files?per_page=100"
+            )
+        ]
+        pr_files = parse_github_files(entries, ignore_globs=ignore)
+        line_map = LineMap(pr_files)
+        risk = classify_paths([PathChange(f.path, f.old_path) for f in pr_files], config.risk.rules)
+        review_files_ = pr_files
+        if since is not None:
+            increment = await self._compare(gh, pr, since, ignore)
+            if increment is None:
+                since = None
+            else:
+                in_pr = {f.path for f in pr_files}
+                review_files_ = [f for f in increment if f.path in in_pr]
+        if ticket.superseded:
+            raise Superseded(pr.head_sha)
+
+        progress = self._progress_reporter(gh, pr, check_run_id)
+        run = await review_files(
+            review_files_,
+            reviewers=reviewer_specs(self.reviewers, config),
+            pr=pr.info(),
+            settings=self.settings,
+            config=config,
+            metadata=CallMetadata(
+                repository=pr.repository,
+                pr=pr.number,
+                installation=installation_id,
+                delivery=delivery_id,
+                purpose="review",
+            ),
+            risk=risk,
+            ticket=ticket,
+            incremental_since=since,
+            on_progress=progress,
+        )
+        consensus = run.consensus
+        decision = decide(
+            DecisionInput(
+                tier=risk.tier,
+                confidence=consensus.confidence,
+                verdicts=consensus.verdicts,
+                any_blocker=consensus.any_blocker,
+                review_complete=consensus.complete,
+                failed_reviewers=frozenset(consensus.failed_reviewers),
+                is_fork=pr.is_fork,
+                is_draft=pr.draft,
+                labels=pr.labels,
+                autonomy=config.autonomy,
+                tightened=tightened,
+            )
+        )
+        # Publish only for the head that was reviewed; a newer push makes this review moot.
+        current = await self._current_head(gh, pr)
+        if ticket.superseded or (current is not None and current.head_sha != pr.head_sha):
+            raise Superseded(pr.head_sha)
+
+        posted = await self.store.posted_fingerprints(pr.repository, pr.number)
+        placed = render.place_comments(consensus.findings, line_map, already_posted=posted)
+        not_reviewed = list(run.slicing.not_reviewed)
+        body = render.review_body(
+            consensus,
+            outside_diff=placed.outside_diff,
+            not_reviewed=not_reviewed,
+            decision_line=decision.explain(),
+            incremental_since=since,
+        )
+        review_id, inline_kept = await publish.post_review(
+            gh,
+            pr.repository,
+            pr.number,
+            commit_id=pr.head_sha,
+            body=body,
+            comments=placed.comments,
+        )
+        await self.store.record_posted(
+            pr.repository,
+            pr.number,
+            pr.head_sha,
+            [m.fingerprint for m in consensus.findings if m.fingerprint not in posted],
+        )
+        conclusion = conclusion_for(run, decision, config)
+        await publish.complete_check_run(
+            gh,
+            pr.repository,
+            check_run_id,
+            conclusion=conclusion,
+            title=_title(run, decision),
+            summary=self._summary(run, decision, risk, since, config_errors),
+            text=render_risk_table(risk),
+            annotations=render.check_annotations(consensus.findings, line_map),
+            actions=_actions(decision),
+        )
+        return ReviewOutcome(
+            PUBLISHED,
+            pr=current or pr,
+            run=run,
+            risk=risk,
+            decision=decision,
+            config=config,
+            check_run_id=check_run_id,
+            conclusion=conclusion,
+            review_id=review_id,
+            extra={"inline_kept": inline_kept, "skipped_duplicates": placed.skipped_duplicates},
+        )
+
+    async def _compare(
+        self, gh: GitHubAPI, pr: PullRequest, since: str, ignore: Sequence[str]
+    ) -> list[FileDiff] | None:
+        """The changes pushed since ``since``, or None when GitHub cannot compare (force push)."""
+        try:
+            text = await gh.getitem(
+                f"/repos/{pr.repository}/compare/{since}...{pr.head_sha}",
+                accept="application/vnd.github.diff",
+            )
+        except gidgethub.BadRequest as exc:
+            log.info(
+                "compare %s...%s failed (%s); reviewing in full", since[:12], pr.head_sha[:12], exc
+            )
+            return None
+        if not isinstance(text, str):
+            return None
+        return parse_unified_diff(text, ignore_globs=ignore)
+
+    async def _current_head(self, gh: GitHubAPI, pr: PullRequest) -> PullRequest | None:
+        try:
+            data = await gh.getitem(f"/repos/{pr.repository}/pulls/{pr.number}")
+        except gidgethub.BadRequest:
+            return None
+        return PullRequest.from_api(data)
+
+    def _progress_reporter(self, gh: GitHubAPI, pr: PullRequest, check_run_id: int) -> Progress:
+        last = self._clock()
+
+        async def report(done: int, total: int) -> None:
+            nonlocal last
+            now = self._clock()
+            if done >= total or now - last < PROGRESS_INTERVAL_S:
+                return
+            last = now
+            await publish.update_check_run_progress(
+                gh,
+                pr.repository,
+                check_run_id,
+                title="Reviewing with Claude and GPT",
+                summary=f"{done} of {total} model reviews finished.",
+            )
+
+        return report
+
+    async def _close_superseded(self, gh: GitHubAPI, pr: PullRequest, check_run_id: int) -> None:
+        with contextlib.suppress(gidgethub.GitHubException):
+            await publish.complete_check_run(
+                gh,
+                pr.repository,
+                check_run_id,
+                conclusion="neutral",
+                title="Superseded by a newer push",
+                summary=f"A newer commit was pushed; {pr.head_sha[:12]} was not reviewed to the end.",
+            )
+
+    def _summary(
+        self,
+        run: ModelRun,
+        decision: AutonomyDecision,
+        risk: RiskReport,
+        since: str | None,
+        config_errors: str,
+    ) -> str:
+        lines = [
+            render.review_body(
+                run.consensus,
+                outside_diff=(),
+                not_reviewed=run.slicing.not_reviewed,
+                decision_line=decision.explain(),
+                incremental_since=since,
+            )
+        ]
+        lines.append(f"\n**Risk tier**: {risk.tier.value}")
+        for guard in decision.guards:
+            lines.append(f"- guard `{guard.guard.value}`: {guard.reason}")
+        reviewed = len(run.slicing.reviewed_paths)
+        lines.append(
+            f"\n**Files**: {reviewed} reviewed, {len(run.slicing.not_reviewed)} not reviewed, "
+            f"in {len(run.slicing.slices)} part(s)."
+        )
+        cost = f"${run.cost_usd:.4f}"
+        if run.unpriced_models:
+            cost += f" (no price known for {', '.join(run.unpriced_models)})"
+        lines.append(
+            f"**Usage**: {run.input_tokens} input and {run.output_tokens} output tokens, {cost}."
+        )
+        if config_errors:
+            lines.append("\n**Configuration problems** (the defaults were used for these):\n")
+            lines.append(config_errors)
+        return "\n".join(lines)
+
+
+def _title(run: ModelRun, decision: AutonomyDecision) -> str:
+    n = len(run.consensus.findings)
+    state = "Partial review" if not run.consensus.complete else "Reviewed"
+    return (
+        f"{state}: confidence {run.consensus.confidence:.2f}, {n} finding{'s' if n != 1 else ''}; "
+        f"{decision.explain()}"
+    )
+
+
+def _actions(decision: AutonomyDecision) -> list[dict[str, str]]:
+    actions = [
+        {"label": "Re-review", "description": "Run a full review again", "identifier": "rereview"}
+    ]
+    if decision.decision.value == "escalate":
+        actions.append(
+            {
+                "label": "Approve merge",
+                "description": "Merge the reviewed commit (write access)",
+                "identifier": "approve_merge",
+            }
+        )
+    return actions

@@ -1,0 +1,201 @@
+"""What the pipeline remembers between runs: its reviews and the comments it posted."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app.store.db import Database
+from app.store.tables import posted_comments, reviews
+from app.store.types import utcnow
+
+RUNNING = "running"
+PUBLISHED = "published"
+SUPERSEDED = "superseded"
+SKIPPED = "skipped"
+FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewRow:
+    id: int
+    repository: str
+    pr_number: int
+    head_sha: str
+    status: str
+    check_run_id: int | None
+    confidence: float | None
+    conclusion: str | None
+
+
+def _row(r: Any) -> ReviewRow:
+    return ReviewRow(
+        id=r.id,
+        repository=r.repository,
+        pr_number=r.pr_number,
+        head_sha=r.head_sha,
+        status=r.status,
+        check_run_id=r.check_run_id,
+        confidence=r.confidence,
+        conclusion=r.conclusion,
+    )
+
+
+class ReviewStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def start(
+        self,
+        *,
+        repository: str,
+        pr_number: int,
+        head_sha: str,
+        base_sha: str | None,
+        delivery_id: str | None,
+        incremental_from: str | None,
+    ) -> ReviewRow:
+        """A new running review, or the unfinished one a crashed attempt left for this head."""
+        async with self.db.write() as conn:
+            existing = (
+                await conn.execute(
+                    select(reviews)
+                    .where(
+                        reviews.c.repository == repository,
+                        reviews.c.pr_number == pr_number,
+                        reviews.c.head_sha == head_sha,
+                        reviews.c.status == RUNNING,
+                    )
+                    .order_by(reviews.c.id.desc())
+                    .limit(1)
+                )
+            ).first()
+            if existing is not None:
+                await conn.execute(
+                    update(reviews)
+                    .where(reviews.c.id == existing.id)
+                    .values(delivery_id=delivery_id, incremental_from=incremental_from)
+                )
+                return _row(existing)
+            result = await conn.execute(
+                reviews.insert()
+                .values(
+                    repository=repository,
+                    pr_number=pr_number,
+                    head_sha=head_sha,
+                    base_sha=base_sha,
+                    delivery_id=delivery_id,
+                    status=RUNNING,
+                    incremental_from=incremental_from,
+                    input_tokens=0,
+                    output_tokens=0,
+                    cost_usd=0.0,
+                    started_at=utcnow(),
+                )
+                .returning(*reviews.c)
+            )
+            return _row(result.one())
+
+    async def set_check_run(self, review_id: int, check_run_id: int) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(reviews).where(reviews.c.id == review_id).values(check_run_id=check_run_id)
+            )
+
+    async def finish(
+        self,
+        review_id: int,
+        *,
+        status: str,
+        confidence: float | None = None,
+        conclusion: str | None = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost_usd: float = 0.0,
+        summary: str | None = None,
+    ) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(reviews)
+                .where(reviews.c.id == review_id)
+                .values(
+                    status=status,
+                    confidence=confidence,
+                    conclusion=conclusion,
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    cost_usd=cost_usd,
+                    summary=summary,
+                    finished_at=utcnow(),
+                )
+            )
+
+    async def last_published(self, repository: str, pr_number: int) -> ReviewRow | None:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(reviews)
+                    .where(
+                        reviews.c.repository == repository,
+                        reviews.c.pr_number == pr_number,
+                        reviews.c.status == PUBLISHED,
+                    )
+                    .order_by(reviews.c.id.desc())
+                    .limit(1)
+                )
+            ).first()
+        return _row(row) if row is not None else None
+
+    async def latest_for_head(
+        self, repository: str, pr_number: int, head_sha: str
+    ) -> ReviewRow | None:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(reviews)
+                    .where(
+                        and_(
+                            reviews.c.repository == repository,
+                            reviews.c.pr_number == pr_number,
+                            reviews.c.head_sha == head_sha,
+                        )
+                    )
+                    .order_by(reviews.c.id.desc())
+                    .limit(1)
+                )
+            ).first()
+        return _row(row) if row is not None else None
+
+    async def posted_fingerprints(self, repository: str, pr_number: int) -> frozenset[str]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(posted_comments.c.fingerprint).where(
+                    posted_comments.c.repository == repository,
+                    posted_comments.c.pr_number == pr_number,
+                )
+            )
+            return frozenset(r[0] for r in rows)
+
+    async def record_posted(
+        self, repository: str, pr_number: int, head_sha: str, fingerprints: Iterable[str]
+    ) -> None:
+        values = [
+            {
+                "repository": repository,
+                "pr_number": pr_number,
+                "fingerprint": fp,
+                "head_sha": head_sha,
+                "posted_at": utcnow(),
+            }
+            for fp in set(fingerprints)
+        ]
+        if not values:
+            return
+        dialect_insert = postgresql.insert if self.db.is_postgres else sqlite.insert
+        stmt = dialect_insert(posted_comments).on_conflict_do_nothing()
+        async with self.db.write() as conn:
+            await conn.execute(stmt, values)

@@ -1,0 +1,126 @@
+"""The command line, run as a user would: ``python -m app ...`` in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.queue import FAILED, QUEUED, DeliveryQueue, NewDelivery
+from app.store import migrate
+from app.store.db import Database
+from tests.conftest import WEBHOOK_SECRET
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GITHUB_", "CF_", "AIG_", "ANTHROPIC_", "OPENAI_", "DATABASE_URL"))
+    }
+    full_env.update(env)
+    full_env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        env=full_env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def server_env(rsa_key: tuple[str, str], sqlite_url: str) -> dict[str, str]:
+    return {
+        "GITHUB_APP_ID": "1",
+        "GITHUB_PRIVATE_KEY": rsa_key[0],
+        "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "GITHUB_API_URL": "http://127.0.0.1:9",
+        "DATABASE_URL": sqlite_url,
+    }
+
+
+def test_serve_refuses_to_start_without_required_settings(tmp_path: Path) -> None:
+    result = run_cli("serve", env={}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "GITHUB_WEBHOOK_SECRET" in result.stderr
+    assert "GITHUB_APP_ID" in result.stderr
+    assert "GITHUB_PRIVATE_KEY" in result.stderr
+
+
+def test_no_subcommand_means_serve(tmp_path: Path) -> None:
+    result = run_cli(env={"GITHUB_WEBHOOK_SECRET": "x"}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "missing required settings: GITHUB_APP_ID" in result.stderr
+
+
+def test_migrate(server_env: dict[str, str], tmp_path: Path) -> None:
+    result = run_cli("migrate", env=server_env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "database at revision" in result.stdout
+
+
+async def test_deliveries_lists_failed_and_replay_requeues(
+    server_env: dict[str, str], sqlite_url: str, tmp_path: Path
+) -> None:
+    db = Database.from_url(sqlite_url)
+    await migrate.upgrade(db.engine)
+    queue = DeliveryQueue(db, lease_seconds=30)
+    await queue.insert_batch(
+        [
+            NewDelivery("ok-1", "push", None, 1, "octo/demo", None, "{}"),
+            NewDelivery("bad-1", "pull_request", "opened", 1, "octo/demo", "octo/demo#1", "{}"),
+        ]
+    )
+    claimed = await queue.claim("w", only_id="bad-1")
+    assert claimed is not None
+    await queue.fail("bad-1", "w", "GitHubBroken: 502")
+
+    listed = run_cli("deliveries", "--failed", env=server_env, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "bad-1" in listed.stdout and "GitHubBroken: 502" in listed.stdout
+    assert "ok-1" not in listed.stdout
+
+    as_json = run_cli("deliveries", "--json", env=server_env, cwd=tmp_path)
+    assert {row["id"] for row in json.loads(as_json.stdout)} == {"ok-1", "bad-1"}
+
+    replayed = run_cli("replay", "bad-1", env=server_env, cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stderr
+    row = await queue.get("bad-1")
+    assert row is not None and row.status == QUEUED and row.attempts == 0
+
+    unknown = run_cli("replay", "nope", env=server_env, cwd=tmp_path)
+    assert unknown.returncode == 1
+    assert "no delivery nope" in unknown.stderr
+    assert [d.id for d in await queue.recent(status=FAILED)] == []
+    await db.dispose()
+
+
+def test_replay_file_runs_the_payload_through_the_handlers(
+    server_env: dict[str, str], tmp_path: Path
+) -> None:
+    payload = tmp_path / "install.json"
+    payload.write_text(
+        json.dumps({"action": "created", "installation": {"id": 5, "account": {"login": "octo"}}})
+    )
+    result = run_cli(
+        "replay", "--file", str(payload), "--event", "installation", env=server_env, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert ": done" in result.stdout
+    assert "installation created for octo" in result.stderr
+
+
+def test_replay_file_errors_are_clear(server_env: dict[str, str], tmp_path: Path) -> None:
+    no_event = run_cli("replay", "--file", "x.json", env=server_env, cwd=tmp_path)
+    assert no_event.returncode == 2 and "needs --event" in no_event.stderr
+    missing = run_cli("replay", "--file", "x.json", "--event", "push", env=server_env, cwd=tmp_path)
+    assert missing.returncode == 2 and "cannot read x.json" in missing.stderr
