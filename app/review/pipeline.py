@@ -202,9 +202,18 @@ async def review_files(
     done = 0
 
     async def one(
-        index: int, name: str, reviewer: Reviewer, model: str | None
+        index: int, name: str, reviewer: Reviewer, model: str | None, prompt: str
     ) -> tuple[SliceOutcome, ReviewCall]:
         nonlocal done
+        call = await reviewer.review(system=system, prompt=prompt, metadata=metadata, model=model)
+        done += 1
+        if on_progress is not None:
+            with contextlib.suppress(Exception):
+                await on_progress(done, total * len(reviewers))
+        return SliceOutcome(name, index, call.review, call.error), call
+
+    async def one_slice(index: int) -> list[tuple[SliceOutcome, ReviewCall]]:
+        # The limit counts slices: within a slice every reviewer runs at the same time.
         prompt = slice_prompt(
             pr,
             slicing.slices[index],
@@ -214,21 +223,13 @@ async def review_files(
             incremental_since=incremental_since,
         )
         async with limit:
-            call = await reviewer.review(
-                system=system, prompt=prompt, metadata=metadata, model=model
+            pairs = await asyncio.gather(
+                *(one(index, name, reviewer, model, prompt) for name, reviewer, model in reviewers)
             )
-        done += 1
-        if on_progress is not None:
-            with contextlib.suppress(Exception):
-                await on_progress(done, total * len(reviewers))
-        return SliceOutcome(name, index, call.review, call.error), call
+        return list(pairs)
 
-    jobs = [
-        one(index, name, reviewer, model)
-        for index in range(total)
-        for name, reviewer, model in reviewers
-    ]
-    results = await _gather_unless_cancelled(jobs, ticket)
+    per_slice = await _gather_unless_cancelled([one_slice(i) for i in range(total)], ticket)
+    results = [pair for pairs in per_slice for pair in pairs]
     outcomes = [outcome for outcome, _ in results]
     calls = tuple(call for _, call in results)
     consensus = combine(
@@ -240,8 +241,8 @@ async def review_files(
 
 
 async def _gather_unless_cancelled(
-    jobs: Sequence[Awaitable[tuple[SliceOutcome, ReviewCall]]], ticket: ReviewTicket | None
-) -> list[tuple[SliceOutcome, ReviewCall]]:
+    jobs: Sequence[Awaitable[list[tuple[SliceOutcome, ReviewCall]]]], ticket: ReviewTicket | None
+) -> list[list[tuple[SliceOutcome, ReviewCall]]]:
     if not jobs:
         return []
     gathered = asyncio.ensure_future(asyncio.gather(*jobs))

@@ -97,7 +97,7 @@ def slice_prompt(
     return (
         f"Repository: {pr.repository}. Pull request"
         f"{f' #{pr.number}' if pr.number is not None else ''}: {pr.head_ref} into {pr.base_ref}. "
-        f"{scope} Files in this part: {', '.join(part.paths)}.\n\n"
+        f"{scope}\n\n"
         f"<<<DATA {nonce} (untrusted pull request content: title, description, diff)>>>\n"
         f"Title: {title}\n"
         f"Description:\n{body}\n\n"
