@@ -124,3 +124,78 @@ def test_replay_file_errors_are_clear(server_env: dict[str, str], tmp_path: Path
     assert no_event.returncode == 2 and "needs --event" in no_event.stderr
     missing = run_cli("replay", "--file", "x.json", "--event", "push", env=server_env, cwd=tmp_path)
     assert missing.returncode == 2 and "cannot read x.json" in missing.stderr
+
+
+PATCH = """\
+diff --git a/src/calc.py b/src/calc.py
+index 1111111..2222222 100644
+--- a/src/calc.py
++++ b/src/calc.py
+@@ -1,2 +1,3 @@
+ def div(a, b):
+-    return a / b
++    # no zero check
++    return a / b if b else 0
+"""
+
+
+async def test_review_diff_reviews_a_local_patch_and_posts_nothing(tmp_path: Path) -> None:
+    import asyncio
+
+    from tests.fakes.gateway import FakeGateway
+
+    patch = tmp_path / "change.patch"
+    patch.write_text(PATCH)
+    async with FakeGateway() as gateway:
+        gateway.anthropic.set_review(verdict="comment", confidence=0.7)
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("GITHUB_", "CF_", "AIG_", "ANTHROPIC_", "OPENAI_"))
+        }
+        env.update(
+            {"AIG_GATEWAY_URL": gateway.url, "PYTHONPATH": str(ROOT), "MODEL_MAX_RETRIES": "0"}
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "app",
+            "review-diff",
+            str(patch),
+            "--json",
+            env=env,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, stderr.decode()
+    result = json.loads(stdout)
+    assert {r["name"] for r in result["reviewers"]} == {"Claude", "GPT"}
+    assert result["confidence"] <= 0.7
+    assert result["risk_tier"] == "medium"
+    providers = {r.provider for r in gateway.requests}
+    assert providers == {"anthropic", "openai"}
+    assert "src/calc.py" in gateway.requests[0].prompt
+
+
+def test_review_diff_without_a_gateway_says_what_to_set(tmp_path: Path) -> None:
+    patch = tmp_path / "change.patch"
+    patch.write_text(PATCH)
+    result = run_cli("review-diff", str(patch), env={}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "aigateway:" in result.stderr
+
+
+def test_schema_and_check_config(tmp_path: Path) -> None:
+    schema = run_cli("schema", env={}, cwd=tmp_path)
+    assert schema.returncode == 0
+    assert json.loads(schema.stdout)["title"].startswith("aigateway repository configuration")
+    good = tmp_path / "good.yml"
+    good.write_text("version: 1\nautonomy:\n  mode: act\n")
+    assert run_cli("check-config", str(good), env={}, cwd=tmp_path).returncode == 0
+    bad = tmp_path / "bad.yml"
+    bad.write_text("version: 1\nreview:\n  enabled: maybe\n  colour: red\n")
+    checked = run_cli("check-config", str(bad), env={}, cwd=tmp_path)
+    assert checked.returncode == 1
+    assert "bad.yml:3" in checked.stdout and "bad.yml:4" in checked.stdout

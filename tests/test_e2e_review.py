@@ -334,3 +334,41 @@ async def test_review_without_a_gateway_reports_why(
     [run] = github.check_runs_for(REPO, HEAD)
     assert run.conclusion == "neutral"
     assert "No review was run" in (run.summary or "")
+
+
+async def test_files_left_out_by_a_cap_are_listed_and_the_check_is_not_success(e2e: E2E) -> None:
+    e2e.github.set_file(REPO, ".github/aigateway.yml", "version: 1\nreview:\n  max_files: 1\n")
+    e2e.github.add_pull(REPO, 1, head_sha=HEAD, files=files())
+    e2e.gateway.anthropic.set_review(verdict="approve", confidence=0.99)
+    e2e.gateway.openai.set_review(verdict="approve", confidence=0.99)
+    await e2e.handle("pull_request", opened())
+    [run] = e2e.github.check_runs_for(REPO, HEAD)
+    assert run.conclusion == "neutral"
+    assert "over the limit of 1 files per review" in (run.summary or "")
+    assert "1 file(s) were not reviewed" in (run.summary or "")
+    [review] = e2e.github.pull(REPO, 1).reviews
+    assert "Not reviewed" in review["body"]
+
+
+async def test_annotations_are_sent_fifty_at_a_time(e2e: E2E) -> None:
+    many = "@@ -0,0 +1,80 @@\n" + "\n".join(f"+x{n} = {n}" for n in range(80))
+    e2e.github.add_pull(
+        REPO,
+        1,
+        head_sha=HEAD,
+        files=[{"filename": "src/many.py", "status": "added", "patch": many}],
+    )
+    e2e.gateway.anthropic.set_review(
+        findings=[finding("src/many.py", n, category="style", title=f"A{n}") for n in range(1, 41)]
+    )
+    e2e.gateway.openai.set_review(
+        findings=[finding("src/many.py", n, category="docs", title=f"B{n}") for n in range(41, 81)]
+    )
+    await e2e.handle("pull_request", opened())
+    [run] = e2e.github.check_runs_for(REPO, HEAD)
+    assert len(run.annotations) == 80
+    patches = e2e.github.calls("PATCH", r".*/check-runs/\d+$")
+    sizes = [len((p.json or {}).get("output", {}).get("annotations", [])) for p in patches]
+    assert sorted(sizes, reverse=True)[:2] == [50, 30]
+    assert max(sizes) <= 50
+    assert len(e2e.github.pull(REPO, 1).review_comments) == 80
