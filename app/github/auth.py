@@ -80,11 +80,17 @@ class AppAuth:
         cached = self._tokens.get(installation_id)
         if cached is not None and cached.fresh(self._clock()):
             return cached.token
+        stale = cached
         lock = self._locks.setdefault(installation_id, asyncio.Lock())
         async with lock:
-            cached = self._tokens.get(installation_id)
-            if cached is not None and cached.fresh(self._clock()):
-                return cached.token
+            current = self._tokens.get(installation_id)
+            now = self._clock()
+            # A request that waited on the lock takes the token the holder just fetched, even
+            # one GitHub issued with little time left, rather than fetching yet another.
+            if current is not None and (
+                current.fresh(now) or (current is not stale and now < current.expires_at - 60)
+            ):
+                return current.token
             response = await apps.get_installation_access_token(
                 self.jwt_client(),
                 installation_id=str(installation_id),

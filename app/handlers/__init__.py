@@ -13,14 +13,19 @@ from typing import Any
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
-from app.handlers import installation, pull_request
+from app.handlers import checks, installation, pull_request, push
 from app.handlers.context import HandlerContext
 from app.logs import log_context
 from app.queue import Delivery, RetryLater
 
 log = logging.getLogger("app.handlers")
 
-ROUTERS: list[routing.Router] = [installation.router, pull_request.router]
+ROUTERS: list[routing.Router] = [
+    installation.router,
+    pull_request.router,
+    checks.router,
+    push.router,
+]
 
 
 def build_router(*extra: routing.Router) -> routing.Router:

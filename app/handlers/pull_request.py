@@ -7,13 +7,67 @@ from typing import Any
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
+from app.config_loader import ConfigLoader
 from app.handlers.context import HandlerContext
+from app.policy.actions import Acting, act_on_review
+from app.policy.decisions import DecisionStore
+from app.repo_config import RepoConfig
 from app.review import publish
-from app.review.pipeline import PullRequest
+from app.review.pipeline import PullRequest, ReviewOutcome
+from app.review.store import PUBLISHED
 
 router = routing.Router()
 
 REVIEW_ACTIONS = ("opened", "synchronize", "reopened", "ready_for_review")
+
+
+def acting_for(ctx: HandlerContext) -> Acting:
+    """The acting stage's dependencies for one delivery (cheap: nothing is fetched here)."""
+    return Acting(store=DecisionStore(ctx.services.db), identity=ctx.services.auth, log=ctx.log)
+
+
+async def repo_config(
+    gh: GitHubAPI, repository: str, default_branch: str, *, ctx: HandlerContext
+) -> RepoConfig:
+    """The repository's config from its default branch (errors fall back to safe defaults)."""
+    loader = ctx.services.config_loader or ConfigLoader()
+    return (await loader.load(gh, repository, default_branch)).config
+
+
+async def review_and_act(
+    gh: GitHubAPI, pr: PullRequest, *, ctx: HandlerContext, incremental: bool
+) -> ReviewOutcome | None:
+    """Review ``pr`` and, once the review is published, carry out its decision.
+
+    Returns None when no review can run at all (no model gateway configured); that is reported
+    on the commit as a neutral check run instead.
+    """
+    pipeline = ctx.services.pipeline
+    if pipeline is None:
+        await publish.report_unavailable(
+            gh,
+            pr.repository,
+            pr.head_sha,
+            reason=ctx.services.gateway_error or "the model gateway is not configured",
+        )
+        return None
+    outcome = await pipeline.review(
+        gh,
+        pr,
+        installation_id=ctx.installation_id,
+        delivery_id=ctx.delivery_id,
+        incremental=incremental,
+    )
+    ctx.log.info(
+        "review of %s at %s: %s%s",
+        pr.key,
+        pr.head_sha[:12],
+        outcome.status,
+        f" ({outcome.reason})" if outcome.reason else "",
+    )
+    if outcome.status == PUBLISHED:
+        await act_on_review(gh, outcome, acting=acting_for(ctx))
+    return outcome
 
 
 async def on_pull_request(
@@ -24,29 +78,7 @@ async def on_pull_request(
         ctx.log.warning("pull_request delivery without an installation; ignored")
         return
     pr = PullRequest.from_api(data["pull_request"])
-    pipeline = ctx.services.pipeline
-    if pipeline is None:
-        await publish.report_unavailable(
-            gh,
-            pr.repository,
-            pr.head_sha,
-            reason=ctx.services.gateway_error or "the model gateway is not configured",
-        )
-        return
-    outcome = await pipeline.review(
-        gh,
-        pr,
-        installation_id=ctx.installation_id,
-        delivery_id=ctx.delivery_id,
-        incremental=data.get("action") == "synchronize",
-    )
-    ctx.log.info(
-        "review of %s at %s: %s%s",
-        pr.key,
-        pr.head_sha[:12],
-        outcome.status,
-        f" ({outcome.reason})" if outcome.reason else "",
-    )
+    await review_and_act(gh, pr, ctx=ctx, incremental=data.get("action") == "synchronize")
 
 
 for _action in REVIEW_ACTIONS:

@@ -1,7 +1,8 @@
-"""Pure decisions about what a change deserves: risk tiers, the autonomy matrix, code owners.
+"""What a change deserves, and carrying it out.
 
-Nothing in this package performs I/O: every function takes the data the pipeline already fetched
-and returns a value, so each decision can be tested exhaustively and explained in the check run.
-The package imports nothing itself, so ``app.repo_config`` can use ``app.policy.risk.Tier`` without
-an import cycle through ``app.policy.autonomy``.
+``risk``, ``autonomy`` and ``codeowners`` are pure: they take data the pipeline already fetched and
+return values, so every decision can be tested exhaustively and explained in the check run.
+``actions`` (merge, escalate, agent-branch PRs) and ``decisions`` (the stored decisions and merge
+intents) are the only modules here that do I/O. The package imports nothing itself, so
+``app.repo_config`` can use ``app.policy.risk.Tier`` without an import cycle.
 """

@@ -649,7 +649,7 @@ def _actions(decision: AutonomyDecision) -> list[dict[str, str]]:
     actions = [
         {"label": "Re-review", "description": "Run a full review again", "identifier": "rereview"}
     ]
-    if decision.decision.value == "escalate":
+    if decision.should_escalate:
         actions.append(
             {
                 "label": "Approve merge",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     Index,
@@ -83,4 +84,146 @@ posted_comments = Table(
     Column("fingerprint", String(32), primary_key=True),
     Column("head_sha", String(64), nullable=False),
     Column("posted_at", UTCDateTime(), nullable=False),
+)
+
+# ---------------------------------------------------------------------------------- quota (issue 5)
+
+# Money held for model calls: inserted before a call at its maximum cost, settled after it with
+# what the provider billed. Budgets count settled actual costs plus open amounts, so calls in
+# flight can never push a window over its limit.
+reservations = Table(
+    "reservations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("repository", String(300), nullable=False),
+    # None for calls outside a pull request (per-PR budgets do not apply to them).
+    Column("pr_number", Integer, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("amount_usd", Float, nullable=False),
+    Column("settled", Boolean, nullable=False, default=False),
+    Column("settled_at", UTCDateTime(), nullable=True),
+    Column("actual_usd", Float, nullable=True),
+)
+Index("ix_reservations_window", reservations.c.repository, reservations.c.created_at)
+Index("ix_reservations_pr", reservations.c.repository, reservations.c.pr_number)
+
+# One row per model call, whatever its outcome: the cost ledger.
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("installation_id", BigInteger, nullable=True),
+    Column("repository", String(300), nullable=False),
+    Column("pr_number", Integer, nullable=True),
+    Column("delivery_id", String(100), nullable=True),
+    Column("provider", String(50), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("input_tokens", Integer, nullable=False, default=0),
+    Column("output_tokens", Integer, nullable=False, default=0),
+    Column("cached_input_tokens", Integer, nullable=False, default=0),
+    # None when the model has no price: the tokens are still recorded.
+    Column("cost_usd", Float, nullable=True),
+    Column("log_id", String(200), nullable=True),
+    # ok | error | refused (refused by a budget: no call was made)
+    Column("outcome", String(16), nullable=False),
+    Column("reservation_id", Integer, nullable=True),
+)
+Index("ix_ledger_repository_at", ledger.c.repository, ledger.c.at)
+
+# "Budget exhausted" comments already posted: at most one per (repository, PR, budget window),
+# kept across restarts.
+quota_notices = Table(
+    "quota_notices",
+    metadata,
+    Column("repository", String(300), primary_key=True),
+    # 0 stands for "no pull request" (a primary key column cannot be NULL).
+    Column("pr_number", Integer, primary_key=True),
+    # "day:2026-11-24", "week:2026-W48" or "pr"
+    Column("window_key", String(32), primary_key=True),
+    Column("notified_at", UTCDateTime(), nullable=False),
+)
+
+# The budgets last applied to each repository, so that ``python -m app quota`` can print spend
+# against limits without fetching every repository's config from GitHub.
+quota_budgets = Table(
+    "quota_budgets",
+    metadata,
+    Column("repository", String(300), primary_key=True),
+    Column("daily_usd", Float, nullable=True),
+    Column("weekly_usd", Float, nullable=True),
+    Column("per_pr_usd", Float, nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Every autonomy decision taken after a review and what was done about it, for the feedback loop.
+# A row is also written for a human's "Approve merge" (``actor`` names them) and for a pull request
+# opened for an agent branch (no review yet, so no tier or confidence).
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("repository", String(300), nullable=False),
+    Column("pr_number", Integer, nullable=False),
+    Column("head_sha", String(64), nullable=False),
+    Column("tier", String(16), nullable=True),
+    Column("confidence", Float, nullable=True),
+    Column("matrix_decision", String(16), nullable=True),
+    Column("decision", String(16), nullable=False),
+    # JSON list of {"guard", "effect", "reason"}: every guard that applied.
+    Column("guards", Text, nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("act", Boolean, nullable=False),
+    Column("action_taken", String(32), nullable=False),
+    Column("result", Text, nullable=True),
+    Column("check_run_id", BigInteger, nullable=True),
+    # None: the bot's own decision; a login: the person whose button press caused the action.
+    Column("actor", String(100), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+Index("ix_decisions_pr", decisions.c.repository, decisions.c.pr_number, decisions.c.head_sha)
+Index("ix_decisions_check_run", decisions.c.check_run_id)
+
+# A merge the bot means to make once the head's checks are green: one row per pull request head.
+# ``status``: pending (waiting for checks or GitHub's mergeability), merging (claimed by a worker
+# until ``claimed_until``), merged, dropped (head moved, checks failed, closed), refused (GitHub or
+# the pull request's state said no; the pull request got one comment saying why).
+merge_intents = Table(
+    "merge_intents",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("repository", String(300), nullable=False),
+    Column("pr_number", Integer, nullable=False),
+    Column("head_sha", String(64), nullable=False),
+    Column("merge_method", String(16), nullable=False),
+    Column("commit_title", Text, nullable=False),
+    Column("commit_message", Text, nullable=False),
+    Column("requested_by", String(100), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("claimed_until", UTCDateTime(), nullable=True),
+    # Set by an event that found the intent claimed: its holder must look again before waiting.
+    Column("recheck", Boolean, nullable=False, default=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+Index(
+    "ux_merge_intents_head",
+    merge_intents.c.repository,
+    merge_intents.c.pr_number,
+    merge_intents.c.head_sha,
+    unique=True,
+)
+Index("ix_merge_intents_sha", merge_intents.c.repository, merge_intents.c.head_sha)
+
+# Comments the bot posted once per pull request head and kind ("merge_refused", ...): a repeated
+# event finds its row and stays quiet.
+pr_notices = Table(
+    "pr_notices",
+    metadata,
+    Column("repository", String(300), primary_key=True),
+    Column("pr_number", Integer, primary_key=True),
+    Column("head_sha", String(64), primary_key=True),
+    Column("kind", String(100), primary_key=True),
+    Column("created_at", UTCDateTime(), nullable=False),
 )

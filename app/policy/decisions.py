@@ -1,0 +1,512 @@
+"""What the acting stage remembers: decisions, merge intents and once-per-head notices.
+
+Three tables, three jobs:
+
+- ``decisions``: every autonomy decision and what was done about it, written once the action
+  finished, so the feedback loop can later ask "what did the bot let through, and what happened".
+- ``merge_intents``: a merge the bot means to make for one pull-request head. The row is what
+  makes a merge happen *at most once*: a worker must move it from ``pending`` to ``merging``
+  (an atomic ``UPDATE … WHERE status = 'pending'``) before it may call GitHub, so two events for
+  the same green head racing each other cannot both merge. A claim carries a deadline, so a worker
+  that died mid-merge does not block the intent for ever. An event that finds the intent claimed
+  sets ``recheck`` instead of giving up, and the holder may only put the intent back to
+  ``pending`` while ``recheck`` is unset (``release``); otherwise it looks again. Without that, a
+  holder that read the checks a moment before they turned green would put the intent back to
+  sleep, and the event announcing the green check would be lost.
+- ``pr_notices``: comments that must be posted at most once per head (a refused merge, nobody to
+  ask for a review). Inserting the row claims the right to comment; ``forget_notice`` gives it back
+  when posting failed, so a retry can try again.
+
+Everything here is plain SQL that behaves the same on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Final
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app.policy.autonomy import AutonomyDecision
+from app.store.db import Database
+from app.store.tables import decisions, merge_intents, pr_notices
+from app.store.types import utcnow
+
+__all__ = [
+    "CLAIM_SECONDS",
+    "ActionTaken",
+    "DecisionFields",
+    "DecisionRow",
+    "DecisionStore",
+    "IntentStatus",
+    "MergeIntent",
+    "guards_json",
+]
+
+#: How long a worker may hold an intent in ``merging`` before another may take it over.
+CLAIM_SECONDS: Final = 300.0
+
+
+class ActionTaken(StrEnum):
+    """What the acting stage did about a decision (the ``decisions.action_taken`` column)."""
+
+    MERGED = "merged"
+    MERGE_PENDING = "merge_pending"  # waiting for checks or for GitHub's mergeability
+    MERGE_DROPPED = "merge_dropped"  # head moved, checks failed, pull request closed
+    MERGE_REFUSED = "merge_refused"  # GitHub or the pull request's state said no
+    ESCALATED = "escalated"
+    LEFT_FOR_HUMAN = "left_for_human"
+    OPENED_PR = "opened_pr"
+    APPROVAL_REFUSED = "approval_refused"
+    NOTHING = "nothing"  # shadow mode, autonomy off, or the no-automation label
+    ERROR = "error"
+
+
+class IntentStatus(StrEnum):
+    PENDING = "pending"
+    MERGING = "merging"
+    MERGED = "merged"
+    DROPPED = "dropped"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class MergeIntent:
+    id: int
+    repository: str
+    pr_number: int
+    head_sha: str
+    merge_method: str
+    commit_title: str
+    commit_message: str
+    requested_by: str | None
+    status: IntentStatus
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRow:
+    id: int
+    repository: str
+    pr_number: int
+    head_sha: str
+    tier: str | None
+    confidence: float | None
+    matrix_decision: str | None
+    decision: str
+    guards: tuple[dict[str, str], ...]
+    mode: str
+    act: bool
+    action_taken: str
+    result: str | None
+    check_run_id: int | None
+    actor: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionFields:
+    """The decision columns of a ``decisions`` row, from a review or from an earlier row."""
+
+    tier: str | None
+    confidence: float | None
+    matrix_decision: str | None
+    decision: str
+    guards: str  # JSON text
+    mode: str
+    act: bool
+
+    @classmethod
+    def of(cls, decision: AutonomyDecision) -> DecisionFields:
+        return cls(
+            tier=decision.tier.value,
+            confidence=decision.confidence,
+            matrix_decision=decision.matrix_decision.value,
+            decision=decision.decision.value,
+            guards=guards_json(decision),
+            mode=decision.mode.value,
+            act=decision.act,
+        )
+
+    @classmethod
+    def copy_of(cls, row: DecisionRow) -> DecisionFields:
+        return cls(
+            tier=row.tier,
+            confidence=row.confidence,
+            matrix_decision=row.matrix_decision,
+            decision=row.decision,
+            guards=json.dumps(list(row.guards), separators=(",", ":")),
+            mode=row.mode,
+            act=row.act,
+        )
+
+
+def guards_json(decision: AutonomyDecision) -> str:
+    """The guards that applied, as the JSON text stored in ``decisions.guards``."""
+    return json.dumps(
+        [
+            {"guard": g.guard.value, "effect": g.effect.value, "reason": g.reason}
+            for g in decision.guards
+        ],
+        separators=(",", ":"),
+    )
+
+
+def _intent(row: Any) -> MergeIntent:
+    return MergeIntent(
+        id=row.id,
+        repository=row.repository,
+        pr_number=row.pr_number,
+        head_sha=row.head_sha,
+        merge_method=row.merge_method,
+        commit_title=row.commit_title,
+        commit_message=row.commit_message,
+        requested_by=row.requested_by,
+        status=IntentStatus(row.status),
+        reason=row.reason,
+    )
+
+
+def _decision(row: Any) -> DecisionRow:
+    return DecisionRow(
+        id=row.id,
+        repository=row.repository,
+        pr_number=row.pr_number,
+        head_sha=row.head_sha,
+        tier=row.tier,
+        confidence=row.confidence,
+        matrix_decision=row.matrix_decision,
+        decision=row.decision,
+        guards=tuple(json.loads(row.guards or "[]")),
+        mode=row.mode,
+        act=bool(row.act),
+        action_taken=row.action_taken,
+        result=row.result,
+        check_run_id=row.check_run_id,
+        actor=row.actor,
+        created_at=row.created_at,
+    )
+
+
+class DecisionStore:
+    """Decisions, merge intents and notices in the application database."""
+
+    def __init__(self, db: Database, *, claim_seconds: float = CLAIM_SECONDS) -> None:
+        self.db = db
+        self._claim = timedelta(seconds=claim_seconds)
+
+    def _insert(self, table: Any) -> Any:
+        dialect_insert = postgresql.insert if self.db.is_postgres else sqlite.insert
+        return dialect_insert(table)
+
+    # ------------------------------------------------------------------------- decisions
+
+    async def record(
+        self,
+        *,
+        repository: str,
+        pr_number: int,
+        head_sha: str,
+        fields: DecisionFields,
+        action_taken: ActionTaken,
+        result: str | None,
+        check_run_id: int | None = None,
+        actor: str | None = None,
+    ) -> int:
+        """Store one decision and what was done about it; return the row id."""
+        async with self.db.write() as conn:
+            inserted = await conn.execute(
+                decisions.insert()
+                .values(
+                    repository=repository,
+                    pr_number=pr_number,
+                    head_sha=head_sha,
+                    tier=fields.tier,
+                    confidence=fields.confidence,
+                    matrix_decision=fields.matrix_decision,
+                    decision=fields.decision,
+                    guards=fields.guards,
+                    mode=fields.mode,
+                    act=fields.act,
+                    action_taken=action_taken.value,
+                    result=result,
+                    check_run_id=check_run_id,
+                    actor=actor,
+                    created_at=utcnow(),
+                )
+                .returning(decisions.c.id)
+            )
+            return int(inserted.scalar_one())
+
+    async def settle_pending_decision(
+        self,
+        repository: str,
+        pr_number: int,
+        head_sha: str,
+        action_taken: ActionTaken,
+        result: str | None,
+    ) -> None:
+        """Record how a deferred merge ended on the decisions that were left waiting for it."""
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(decisions)
+                .where(
+                    decisions.c.repository == repository,
+                    decisions.c.pr_number == pr_number,
+                    decisions.c.head_sha == head_sha,
+                    decisions.c.action_taken == ActionTaken.MERGE_PENDING.value,
+                )
+                .values(action_taken=action_taken.value, result=result)
+            )
+
+    async def decisions_for(self, repository: str, pr_number: int) -> list[DecisionRow]:
+        """Every stored decision for a pull request, oldest first."""
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(decisions)
+                .where(decisions.c.repository == repository, decisions.c.pr_number == pr_number)
+                .order_by(decisions.c.id)
+            )
+            return [_decision(r) for r in rows]
+
+    async def latest_for_check_run(self, repository: str, check_run_id: int) -> DecisionRow | None:
+        """The bot's own (not a human's) latest decision published on ``check_run_id``."""
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(decisions)
+                    .where(
+                        decisions.c.repository == repository,
+                        decisions.c.check_run_id == check_run_id,
+                        decisions.c.actor.is_(None),
+                    )
+                    .order_by(decisions.c.id.desc())
+                    .limit(1)
+                )
+            ).first()
+        return _decision(row) if row is not None else None
+
+    # ------------------------------------------------------------------------- merge intents
+
+    async def upsert_intent(
+        self,
+        *,
+        repository: str,
+        pr_number: int,
+        head_sha: str,
+        merge_method: str,
+        commit_title: str,
+        commit_message: str,
+        requested_by: str | None,
+    ) -> MergeIntent:
+        """The intent to merge this head, made ``pending`` again unless it already merged.
+
+        A new decision to merge the same head (a re-review, a human's approval) is an explicit
+        request to try again, so a ``dropped`` or ``refused`` intent is revived; a ``merging`` one
+        is left to its worker, and a ``merged`` one stays merged.
+        """
+        now = utcnow()
+        stmt = (
+            self._insert(merge_intents)
+            .values(
+                repository=repository,
+                pr_number=pr_number,
+                head_sha=head_sha,
+                merge_method=merge_method,
+                commit_title=commit_title,
+                commit_message=commit_message,
+                requested_by=requested_by,
+                status=IntentStatus.PENDING.value,
+                recheck=False,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(
+                index_elements=[
+                    merge_intents.c.repository,
+                    merge_intents.c.pr_number,
+                    merge_intents.c.head_sha,
+                ]
+            )
+        )
+        key = and_(
+            merge_intents.c.repository == repository,
+            merge_intents.c.pr_number == pr_number,
+            merge_intents.c.head_sha == head_sha,
+        )
+        async with self.db.write() as conn:
+            await conn.execute(stmt)
+            await conn.execute(
+                update(merge_intents)
+                .where(
+                    key,
+                    merge_intents.c.status.in_(
+                        [
+                            IntentStatus.PENDING.value,
+                            IntentStatus.DROPPED.value,
+                            IntentStatus.REFUSED.value,
+                        ]
+                    ),
+                )
+                .values(
+                    merge_method=merge_method,
+                    commit_title=commit_title,
+                    commit_message=commit_message,
+                    requested_by=requested_by,
+                    status=IntentStatus.PENDING.value,
+                    reason=None,
+                    updated_at=now,
+                )
+            )
+            row = (await conn.execute(select(merge_intents).where(key))).one()
+        return _intent(row)
+
+    async def get_intent(self, intent_id: int) -> MergeIntent | None:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(select(merge_intents).where(merge_intents.c.id == intent_id))
+            ).first()
+        return _intent(row) if row is not None else None
+
+    async def intent_for(
+        self, repository: str, pr_number: int, head_sha: str
+    ) -> MergeIntent | None:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(merge_intents).where(
+                        merge_intents.c.repository == repository,
+                        merge_intents.c.pr_number == pr_number,
+                        merge_intents.c.head_sha == head_sha,
+                    )
+                )
+            ).first()
+        return _intent(row) if row is not None else None
+
+    async def intents_for_sha(
+        self, repository: str, head_sha: str, *, statuses: Sequence[IntentStatus] | None = None
+    ) -> list[MergeIntent]:
+        """The intents for a commit (default: those still waiting), oldest first."""
+        wanted = [s.value for s in statuses or (IntentStatus.PENDING, IntentStatus.MERGING)]
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(merge_intents)
+                .where(
+                    merge_intents.c.repository == repository,
+                    merge_intents.c.head_sha == head_sha,
+                    merge_intents.c.status.in_(wanted),
+                )
+                .order_by(merge_intents.c.id)
+            )
+            return [_intent(r) for r in rows]
+
+    async def claim(self, intent_id: int) -> bool:
+        """Move a pending intent (or one whose claim ran out) to ``merging``; True if we got it."""
+        now = utcnow()
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                update(merge_intents)
+                .where(
+                    merge_intents.c.id == intent_id,
+                    or_(
+                        merge_intents.c.status == IntentStatus.PENDING.value,
+                        and_(
+                            merge_intents.c.status == IntentStatus.MERGING.value,
+                            merge_intents.c.claimed_until < now,
+                        ),
+                    ),
+                )
+                .values(
+                    status=IntentStatus.MERGING.value,
+                    claimed_until=now + self._claim,
+                    recheck=False,
+                    updated_at=now,
+                )
+            )
+            return bool(result.rowcount == 1)
+
+    async def request_recheck(self, intent_id: int) -> bool:
+        """Ask the worker holding the intent to look again; False if nobody holds it now."""
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                update(merge_intents)
+                .where(
+                    merge_intents.c.id == intent_id,
+                    merge_intents.c.status == IntentStatus.MERGING.value,
+                )
+                .values(recheck=True)
+            )
+            return bool(result.rowcount == 1)
+
+    async def release(self, intent_id: int, reason: str | None) -> bool:
+        """Put a claimed intent back to ``pending``, unless someone asked for a recheck.
+
+        Returns False (and clears the request, keeping the claim) when a recheck was asked for:
+        the caller must look at the pull request and its checks again.
+        """
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                update(merge_intents)
+                .where(merge_intents.c.id == intent_id, merge_intents.c.recheck.is_(False))
+                .values(
+                    status=IntentStatus.PENDING.value,
+                    reason=reason,
+                    claimed_until=None,
+                    updated_at=utcnow(),
+                )
+            )
+            if result.rowcount == 1:
+                return True
+            await conn.execute(
+                update(merge_intents)
+                .where(merge_intents.c.id == intent_id)
+                .values(recheck=False, claimed_until=utcnow() + self._claim)
+            )
+            return False
+
+    async def settle(self, intent_id: int, status: IntentStatus, reason: str | None) -> None:
+        """End a claim: back to ``pending`` (keep waiting) or to a final status."""
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(merge_intents)
+                .where(merge_intents.c.id == intent_id)
+                .values(status=status.value, reason=reason, claimed_until=None, updated_at=utcnow())
+            )
+
+    # ------------------------------------------------------------------------- notices
+
+    async def claim_notice(self, repository: str, pr_number: int, head_sha: str, kind: str) -> bool:
+        """True the first time (repository, PR, head, kind) is seen: the caller may comment."""
+        stmt = (
+            self._insert(pr_notices)
+            .values(
+                repository=repository,
+                pr_number=pr_number,
+                head_sha=head_sha,
+                kind=kind[:100],
+                created_at=utcnow(),
+            )
+            .on_conflict_do_nothing()
+        )
+        async with self.db.write() as conn:
+            result = await conn.execute(stmt)
+            return bool(result.rowcount == 1)
+
+    async def forget_notice(
+        self, repository: str, pr_number: int, head_sha: str, kind: str
+    ) -> None:
+        """Give a claimed notice back (its comment could not be posted)."""
+        async with self.db.write() as conn:
+            await conn.execute(
+                delete(pr_notices).where(
+                    pr_notices.c.repository == repository,
+                    pr_notices.c.pr_number == pr_number,
+                    pr_notices.c.head_sha == head_sha,
+                    pr_notices.c.kind == kind[:100],
+                )
+            )
