@@ -334,6 +334,37 @@ def cmd_review_diff(args: argparse.Namespace) -> int:
     return _run(run)
 
 
+def cmd_quota(args: argparse.Namespace) -> int:
+    """Spend against each budget, per repository, from the ledger."""
+    from app.quota import QuotaLedger, format_spend_report
+    from app.store import migrate
+    from app.store.db import Database
+
+    settings = _load_settings()
+
+    async def run() -> int:
+        db = Database.from_url(settings.database_url)
+        try:
+            await migrate.upgrade(db.engine)
+            ledger = QuotaLedger(db)
+            if args.repo:
+                reports = [await ledger.spend(args.repo)]
+            else:
+                reports = await ledger.spend_all()
+            if not reports:
+                print("no spend recorded yet")
+                return 0
+            for report in reports:
+                print(f"## {report.repository}\n")
+                print(format_spend_report(report))
+                print()
+            return 0
+        finally:
+            await db.dispose()
+
+    return _run(run)
+
+
 def cmd_schema(_args: argparse.Namespace) -> int:
     from app.repo_config import render_config_json_schema
 
@@ -389,6 +420,10 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--title", default="local patch")
     rd.add_argument("--json", action="store_true")
     rd.set_defaults(func=cmd_review_diff)
+
+    qt = sub.add_parser("quota", help="spend against each budget, per repository")
+    qt.add_argument("--repo", default=None, help="owner/name; all repositories when omitted")
+    qt.set_defaults(func=cmd_quota)
 
     sc = sub.add_parser("schema", help="print the JSON Schema of .github/aigateway.yml")
     sc.set_defaults(func=cmd_schema)

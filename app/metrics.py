@@ -59,6 +59,24 @@ class Metrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
             registry=r,
         )
+        self.reviews = Counter(
+            "aigateway_reviews",
+            "Reviews finished, by repository and outcome",
+            ["repository", "status"],
+            registry=r,
+        )
+        self.decisions = Counter(
+            "aigateway_decisions",
+            "Autonomy decisions, by repository, decision and whether it was acted on",
+            ["repository", "decision", "acted"],
+            registry=r,
+        )
+        self.spend = Counter(
+            "aigateway_spend_usd",
+            "Model spend in US dollars, by repository",
+            ["repository"],
+            registry=r,
+        )
         self.github_requests = Counter(
             "aigateway_github_requests",
             "GitHub API requests, by method and status",

@@ -23,9 +23,11 @@ from app.gateway import GatewayConfigError, build_reviewers
 from app.github.auth import AppAuth
 from app.github.webhook import MAX_BODY_BYTES, WebhookRejection, parse_delivery, to_new_delivery
 from app.handlers import Dispatcher, build_router
+from app.health import HealthMonitor, register_health_metrics
 from app.logs import RedactingFilter
 from app.metrics import Metrics
 from app.queue import DONE, FAILED, Delivery, DeliveryQueue, IntakeWriter, WorkerPool
+from app.quota import QuotaLedger
 from app.review.pipeline import ReviewPipeline
 from app.review.store import ReviewStore
 from app.services import Services
@@ -90,7 +92,12 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
             session=session,
             auth=auth,
             metrics=app[METRICS],
+            health=HealthMonitor(
+                window_s=settings.health_window_seconds,
+                components=("webhook", "github", "gateway:anthropic", "gateway:openai"),
+            ),
         )
+        register_health_metrics(services.health, app[METRICS].registry)
         _build_review_stack(services)
         app[SERVICES] = services
         writer = IntakeWriter(queue, on_commit=lambda n: _notify_workers(app, n))
@@ -124,6 +131,8 @@ def _build_review_stack(services: Services) -> None:
         reviewers=services.gateway.reviewers,
         coordinator=services.coordinator,
         load_config=loader.load,
+        quota=QuotaLedger(services.db),
+        health=services.health,
     )
 
 
@@ -169,6 +178,15 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def webhook_view(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    response = await _webhook(request)
+    services = request.app.get(SERVICES)
+    if services is not None:
+        services.health.record("webhook", time.perf_counter() - started, response.status < 500)
+    return response
+
+
+async def _webhook(request: web.Request) -> web.Response:
     app = request.app
     metrics = app[METRICS]
     try:
@@ -186,7 +204,12 @@ async def webhook_view(request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "zen": event.data.get("zen")}, status=200)
     is_json = request.content_type == "application/json"
     delivery = to_new_delivery(event, raw_json=body if is_json else None)
-    is_new = await app[INTAKE].submit(delivery)
+    try:
+        is_new = await app[INTAKE].submit(delivery)
+    except Exception:
+        log.exception("could not store delivery %s", delivery.id)
+        metrics.rejected.labels(status="503").inc()
+        return _error(503, "the delivery could not be stored; GitHub will let you redeliver it")
     head = _pull_request_head(event.event, event.data)
     if is_new and head is not None and delivery.pr_key is not None:
         app[SERVICES].coordinator.note_head(delivery.pr_key, head)
@@ -211,21 +234,20 @@ def _error(status: int, reason: str) -> web.Response:
 
 
 async def healthz_view(request: web.Request) -> web.Response:
+    """Overall state and each dependency's window; 503 only when unhealthy."""
     app = request.app
     services = app[SERVICES]
-    body: dict[str, Any] = {
-        "status": "healthy",
-        "version": __version__,
-        "uptime_s": round(time.monotonic() - app[STARTED], 3),
-    }
+    body: dict[str, Any] = services.health.snapshot()
+    body["version"] = __version__
+    body["uptime_s"] = round(time.monotonic() - app[STARTED], 3)
     try:
         body["queue_depth"] = await services.queue.depth()
     except Exception:
         log.exception("health check could not read the queue")
         body["status"] = "unhealthy"
         body["queue_depth"] = None
-        return web.json_response(body, status=503)
-    return web.json_response(body)
+        body["components"]["database"] = {"state": "unhealthy"}
+    return web.json_response(body, status=503 if body["status"] == "unhealthy" else 200)
 
 
 async def metrics_view(request: web.Request) -> web.Response:

@@ -15,6 +15,7 @@ from app.config_loader import ConfigLoader
 from app.gateway import GatewayClients
 from app.github.auth import AppAuth
 from app.github.client import InstallationGitHubAPI
+from app.health import HealthMonitor
 from app.metrics import Metrics
 from app.queue import DeliveryQueue
 from app.review.coordinator import ReviewCoordinator
@@ -36,6 +37,7 @@ class Services:
     gateway_error: str | None = None
     pipeline: ReviewPipeline | None = None
     config_loader: ConfigLoader | None = None
+    health: HealthMonitor = field(default_factory=HealthMonitor)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def github_for(self, installation_id: int) -> InstallationGitHubAPI:
@@ -48,5 +50,7 @@ class Services:
             observer=self._observe_github,
         )
 
-    def _observe_github(self, method: str, status: int, _elapsed: float) -> None:
+    def _observe_github(self, method: str, status: int, elapsed: float) -> None:
         self.metrics.github_requests.labels(method=method, status=str(status)).inc()
+        # A 4xx is GitHub answering; no answer or a 5xx is GitHub failing.
+        self.health.record("github", elapsed, 0 < status < 500)

@@ -66,6 +66,22 @@ class Settings(BaseSettings):
     slice_token_budget: int = Field(default=12000, ge=500)
     review_concurrency: int = Field(default=8, ge=1, le=64)
 
+    # Budgets: the operator's defaults for repositories that set none, and hard ceilings
+    quota_daily_default_usd: float | None = Field(default=None, ge=0)
+    quota_weekly_default_usd: float | None = Field(default=None, ge=0)
+    quota_per_pr_default_usd: float | None = Field(default=None, ge=0)
+    quota_daily_max_usd: float | None = Field(default=None, ge=0)
+    quota_weekly_max_usd: float | None = Field(default=None, ge=0)
+    quota_per_pr_max_usd: float | None = Field(default=None, ge=0)
+    # Downgrade ladders, most to least capable (JSON lists in the environment)
+    model_ladder_anthropic: tuple[str, ...] = (
+        "claude-opus-4-1",
+        "claude-sonnet-4-6",
+        "claude-haiku-4-5",
+    )
+    model_ladder_openai: tuple[str, ...] = ("gpt-5", "gpt-5-mini", "gpt-5-nano")
+    health_window_seconds: float = Field(default=300.0, gt=0)
+
     # Storage and serving
     database_url: str = "sqlite+aiosqlite:///aigateway.db"
     host: str = "0.0.0.0"  # noqa: S104 - a server listens on every interface by default

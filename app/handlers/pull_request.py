@@ -65,6 +65,16 @@ async def review_and_act(
         outcome.status,
         f" ({outcome.reason})" if outcome.reason else "",
     )
+    metrics = ctx.services.metrics
+    metrics.reviews.labels(repository=pr.repository, status=outcome.status).inc()
+    if outcome.run is not None:
+        metrics.spend.labels(repository=pr.repository).inc(outcome.run.cost_usd)
+    if outcome.decision is not None:
+        metrics.decisions.labels(
+            repository=pr.repository,
+            decision=outcome.decision.decision.value,
+            acted=str(outcome.decision.act).lower(),
+        ).inc()
     if outcome.status == PUBLISHED:
         await act_on_review(gh, outcome, acting=acting_for(ctx))
     return outcome

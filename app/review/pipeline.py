@@ -23,9 +23,21 @@ import gidgethub
 from gidgethub.abc import GitHubAPI
 
 from app.gateway import CallMetadata, ReviewCall, Reviewer
+from app.health import HealthMonitor
 from app.policy.autonomy import AutonomyDecision, DecisionInput, decide
 from app.policy.risk import PathChange, RiskReport, Tier, classify_paths, render_risk_table
-from app.repo_config import RepoConfig, format_errors_markdown
+from app.quota import (
+    CallOutcome,
+    Plan,
+    QuotaLedger,
+    Refusal,
+    Reservation,
+    SpendReport,
+    estimate_call_cost,
+    format_spend_report,
+    plan_models,
+)
+from app.repo_config import QuotaConfig, RepoConfig, apply_operator_ceilings, format_errors_markdown
 from app.review import publish, render
 from app.review.consensus import Consensus, SliceOutcome, combine
 from app.review.coordinator import ReviewCoordinator, ReviewTicket
@@ -161,6 +173,43 @@ class ReviewOutcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Spending:
+    """One review's reservation: calls are recorded as they finish, the rest released at the end."""
+
+    ledger: QuotaLedger
+    reservation: Reservation
+    plan: Plan
+    report: SpendReport
+    specs: list[ReviewerSpec]
+    metadata: CallMetadata
+    spent: float = 0.0
+
+    async def record(self, call: ReviewCall) -> None:
+        self.spent += call.cost_usd or 0.0
+        await self.ledger.record_review_call(
+            call, metadata=self.metadata, reservation_id=self.reservation.id
+        )
+
+    async def settle(self) -> None:
+        await self.ledger.settle(self.reservation, actual_usd=self.spent)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStop:
+    reason: str
+    report: SpendReport
+    refusal: Refusal | None
+    wanted: Mapping[str, str]
+
+    @property
+    def window_key(self) -> str:
+        if self.refusal is not None:
+            return self.refusal.window_key
+        binding = self.report.limiting
+        return binding.window_key if binding is not None else "budget"
+
+
 class Superseded(Exception):
     """A newer head of the PR arrived while this review ran."""
 
@@ -169,20 +218,32 @@ ReviewerSpec = tuple[str, Reviewer, str | None]  # (display name, reviewer, mode
 Progress = Callable[[int, int], Awaitable[None]]
 
 
-async def review_files(
+@dataclass(frozen=True, slots=True)
+class PreparedReview:
+    """The slices and the exact prompts of one review, known before any model is called.
+
+    Prompts are built up front so a budget can be reserved for exactly what will be sent.
+    """
+
+    slicing: SliceResult
+    capped: tuple[tuple[str, str], ...]
+    system: str
+    prompts: tuple[str, ...]
+
+    def prompt_text(self) -> str:
+        return self.system * len(self.prompts) + "".join(self.prompts)
+
+
+def prepare_review(
     files: Sequence[FileDiff],
     *,
-    reviewers: Sequence[ReviewerSpec],
     pr: PullRequestInfo,
     settings: Settings,
     config: RepoConfig,
-    metadata: CallMetadata,
     risk: RiskReport | None = None,
-    ticket: ReviewTicket | None = None,
     incremental_since: str | None = None,
-    on_progress: Progress | None = None,
-) -> ModelRun:
-    """Slice the files and run every slice through every reviewer, all at once (bounded)."""
+) -> PreparedReview:
+    """Slice the files in risk order and write every slice's prompt."""
     tiers = {p.path: p.tier for p in risk.paths} if risk is not None else {}
     slicing = slice_diff(
         files,
@@ -198,15 +259,43 @@ async def review_files(
     )
     nonce = new_nonce()
     total = len(slicing.slices)
+    prompts = tuple(
+        slice_prompt(
+            pr, part, index=index, total=total, nonce=nonce, incremental_since=incremental_since
+        )
+        for index, part in enumerate(slicing.slices)
+    )
+    return PreparedReview(slicing=slicing, capped=capped, system=system, prompts=prompts)
+
+
+CallHook = Callable[[ReviewCall], Awaitable[None]]
+
+
+async def run_models(
+    prepared: PreparedReview,
+    *,
+    reviewers: Sequence[ReviewerSpec],
+    settings: Settings,
+    metadata: CallMetadata,
+    ticket: ReviewTicket | None = None,
+    on_progress: Progress | None = None,
+    on_call: CallHook | None = None,
+) -> ModelRun:
+    """Every slice through every reviewer at once, bounded by ``REVIEW_CONCURRENCY`` slices."""
+    total = len(prepared.prompts)
     limit = asyncio.Semaphore(settings.review_concurrency)
     done = 0
 
     async def one(
-        index: int, name: str, reviewer: Reviewer, model: str | None, prompt: str
+        index: int, name: str, reviewer: Reviewer, model: str | None
     ) -> tuple[SliceOutcome, ReviewCall]:
         nonlocal done
-        call = await reviewer.review(system=system, prompt=prompt, metadata=metadata, model=model)
+        call = await reviewer.review(
+            system=prepared.system, prompt=prepared.prompts[index], metadata=metadata, model=model
+        )
         done += 1
+        if on_call is not None:
+            await on_call(call)
         if on_progress is not None:
             with contextlib.suppress(Exception):
                 await on_progress(done, total * len(reviewers))
@@ -214,30 +303,57 @@ async def review_files(
 
     async def one_slice(index: int) -> list[tuple[SliceOutcome, ReviewCall]]:
         # The limit counts slices: within a slice every reviewer runs at the same time.
-        prompt = slice_prompt(
-            pr,
-            slicing.slices[index],
-            index=index,
-            total=total,
-            nonce=nonce,
-            incremental_since=incremental_since,
-        )
         async with limit:
             pairs = await asyncio.gather(
-                *(one(index, name, reviewer, model, prompt) for name, reviewer, model in reviewers)
+                *(one(index, name, reviewer, model) for name, reviewer, model in reviewers)
             )
         return list(pairs)
 
     per_slice = await _gather_unless_cancelled([one_slice(i) for i in range(total)], ticket)
     results = [pair for pairs in per_slice for pair in pairs]
-    outcomes = [outcome for outcome, _ in results]
-    calls = tuple(call for _, call in results)
     consensus = combine(
-        outcomes,
+        [outcome for outcome, _ in results],
         reviewers=[name for name, _, _ in reviewers],
-        unreviewed_files=len(capped),
+        unreviewed_files=len(prepared.capped),
     )
-    return ModelRun(slicing=slicing, consensus=consensus, calls=calls, capped=capped)
+    return ModelRun(
+        slicing=prepared.slicing,
+        consensus=consensus,
+        calls=tuple(call for _, call in results),
+        capped=prepared.capped,
+    )
+
+
+async def review_files(
+    files: Sequence[FileDiff],
+    *,
+    reviewers: Sequence[ReviewerSpec],
+    pr: PullRequestInfo,
+    settings: Settings,
+    config: RepoConfig,
+    metadata: CallMetadata,
+    risk: RiskReport | None = None,
+    ticket: ReviewTicket | None = None,
+    incremental_since: str | None = None,
+    on_progress: Progress | None = None,
+) -> ModelRun:
+    """Prepare and run in one step, with no budget (``review-diff`` and benchmarks)."""
+    prepared = prepare_review(
+        files,
+        pr=pr,
+        settings=settings,
+        config=config,
+        risk=risk,
+        incremental_since=incremental_since,
+    )
+    return await run_models(
+        prepared,
+        reviewers=reviewers,
+        settings=settings,
+        metadata=metadata,
+        ticket=ticket,
+        on_progress=on_progress,
+    )
 
 
 async def _gather_unless_cancelled(
@@ -303,9 +419,13 @@ class ReviewPipeline:
         reviewers: Sequence[Reviewer],
         coordinator: ReviewCoordinator,
         load_config: Callable[[GitHubAPI, str, str], Awaitable[Any]],
+        quota: QuotaLedger | None = None,
+        health: HealthMonitor | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        self.quota = quota
+        self.health = health
         self.store = store
         self.reviewers = list(reviewers)
         self.coordinator = coordinator
@@ -455,25 +575,48 @@ class ReviewPipeline:
         if ticket.superseded:
             raise Superseded(pr.head_sha)
 
-        progress = self._progress_reporter(gh, pr, check_run_id)
-        run = await review_files(
+        metadata = CallMetadata(
+            repository=pr.repository,
+            pr=pr.number,
+            installation=installation_id,
+            delivery=delivery_id,
+            purpose="review",
+        )
+        prepared = prepare_review(
             review_files_,
-            reviewers=reviewer_specs(self.reviewers, config),
             pr=pr.info(),
             settings=self.settings,
             config=config,
-            metadata=CallMetadata(
-                repository=pr.repository,
-                pr=pr.number,
-                installation=installation_id,
-                delivery=delivery_id,
-                purpose="review",
-            ),
             risk=risk,
-            ticket=ticket,
             incremental_since=since,
-            on_progress=progress,
         )
+        specs = reviewer_specs(self.reviewers, config)
+        budget = self._budget(config)
+        spending: Spending | None = None
+        if self.quota is not None and prepared.prompts:
+            granted = await self._reserve(pr, prepared, specs, budget, metadata)
+            if isinstance(granted, BudgetStop):
+                return await self._publish_budget_stop(gh, pr, check_run_id, granted, metadata)
+            spending = granted
+            specs = spending.specs
+        progress = self._progress_reporter(gh, pr, check_run_id)
+        try:
+            run = await run_models(
+                prepared,
+                reviewers=specs,
+                settings=self.settings,
+                metadata=metadata,
+                ticket=ticket,
+                on_progress=progress,
+                on_call=self._call_hook(spending),
+            )
+        finally:
+            if spending is not None:
+                await spending.settle()
+        notes = list(spending.plan.notes) if spending is not None else []
+        if spending is not None and spending.report.has_budget:
+            after = await spending.ledger.spend(pr.repository, pr_number=pr.number, budget=budget)
+            notes.append(format_spend_report(after, this_review_usd=run.cost_usd))
         consensus = run.consensus
         decision = decide(
             DecisionInput(
@@ -504,6 +647,7 @@ class ReviewPipeline:
             not_reviewed=not_reviewed,
             decision_line=decision.explain(),
             incremental_since=since,
+            notes=notes[:-1] if spending is not None and spending.report.has_budget else notes,
         )
         review_id, inline_kept = await publish.post_review(
             gh,
@@ -526,7 +670,7 @@ class ReviewPipeline:
             check_run_id,
             conclusion=conclusion,
             title=_title(run, decision),
-            summary=self._summary(run, decision, risk, since, config_errors),
+            summary=self._summary(run, decision, risk, since, config_errors, notes),
             text=render_risk_table(risk),
             annotations=render.check_annotations(consensus.findings, line_map),
             actions=_actions(decision),
@@ -542,6 +686,123 @@ class ReviewPipeline:
             conclusion=conclusion,
             review_id=review_id,
             extra={"inline_kept": inline_kept, "skipped_duplicates": placed.skipped_duplicates},
+        )
+
+    def _call_hook(self, spending: Spending | None) -> CallHook:
+        async def on_call(call: ReviewCall) -> None:
+            if self.health is not None:
+                self.health.record(f"gateway:{call.provider}", call.latency_s, _provider_ok(call))
+            if spending is not None:
+                await spending.record(call)
+
+        return on_call
+
+    def _budget(self, config: RepoConfig) -> QuotaConfig:
+        s = self.settings
+        return apply_operator_ceilings(
+            config.quota,
+            daily_max=s.quota_daily_max_usd,
+            weekly_max=s.quota_weekly_max_usd,
+            per_pr_max=s.quota_per_pr_max_usd,
+            daily_default=s.quota_daily_default_usd,
+            weekly_default=s.quota_weekly_default_usd,
+            per_pr_default=s.quota_per_pr_default_usd,
+        )
+
+    async def _reserve(
+        self,
+        pr: PullRequest,
+        prepared: PreparedReview,
+        specs: Sequence[ReviewerSpec],
+        budget: QuotaConfig,
+        metadata: CallMetadata,
+    ) -> Spending | BudgetStop:
+        """Pick the models the budget allows and hold their maximum cost before any call."""
+        assert self.quota is not None
+        ledger = self.quota
+        report = await ledger.spend(pr.repository, pr_number=pr.number, budget=budget)
+        by_provider = {r.provider: (name, r, model) for name, r, model in specs}
+        wanted = {p: model or r.model for p, (_, r, model) in by_provider.items()}
+        text = prepared.prompt_text()
+        max_out = self.settings.model_max_output_tokens
+
+        def estimate(model: str) -> float | None:
+            return estimate_call_cost(model, prompt_text=text, max_output_tokens=max_out)
+
+        plan = plan_models(
+            wanted=wanted,
+            estimate=estimate,
+            remaining=report.remaining_usd,
+            on_exhausted=budget.on_exhausted,
+            ladders={
+                "anthropic": self.settings.model_ladder_anthropic,
+                "openai": self.settings.model_ladder_openai,
+            },
+            limiting=report.limiting_label,
+        )
+        if plan.skip:
+            return BudgetStop(
+                reason=plan.skip_reason or "budget exhausted",
+                report=report,
+                refusal=None,
+                wanted=wanted,
+            )
+        amount = plan.estimated_usd or 0.0
+        granted = await ledger.reserve(
+            repository=pr.repository, pr_number=pr.number, amount_usd=amount, budget=budget
+        )
+        if isinstance(granted, Refusal):
+            return BudgetStop(reason=granted.message, report=report, refusal=granted, wanted=wanted)
+        chosen = [
+            (name, reviewer, plan.models.get(provider, model))
+            for provider, (name, reviewer, model) in by_provider.items()
+        ]
+        return Spending(ledger, granted, plan, report, chosen, metadata)
+
+    async def _publish_budget_stop(
+        self,
+        gh: GitHubAPI,
+        pr: PullRequest,
+        check_run_id: int,
+        stop: BudgetStop,
+        metadata: CallMetadata,
+    ) -> ReviewOutcome:
+        """No model call: a neutral check run with the spend, and one notice per window."""
+        assert self.quota is not None
+        for provider, model in stop.wanted.items():
+            await self.quota.record_call(
+                repository=pr.repository,
+                pr_number=pr.number,
+                installation_id=metadata.installation,
+                delivery_id=metadata.delivery,
+                provider=provider,
+                model=model,
+                cost_usd=0.0,
+                outcome=CallOutcome.REFUSED,
+            )
+        spend = format_spend_report(stop.report)
+        summary = f"No model was called: {stop.reason}.\n\n{spend}"
+        await publish.complete_check_run(
+            gh,
+            pr.repository,
+            check_run_id,
+            conclusion="neutral",
+            title="Not reviewed: budget exhausted",
+            summary=summary,
+        )
+        window = stop.window_key
+        if await self.quota.should_notify_exhausted(pr.repository, pr.number, window):
+            await gh.post(
+                f"/repos/{pr.repository}/issues/{pr.number}/comments",
+                data={
+                    "body": (
+                        f"aigateway did not review this pull request: {stop.reason}. "
+                        "A push after the budget resets is reviewed as usual.\n\n" + spend
+                    )
+                },
+            )
+        return ReviewOutcome(
+            SKIPPED, f"budget: {stop.reason}", pr, check_run_id=check_run_id, conclusion="neutral"
         )
 
     async def _compare(
@@ -606,6 +867,7 @@ class ReviewPipeline:
         risk: RiskReport,
         since: str | None,
         config_errors: str,
+        notes: Sequence[str] = (),
     ) -> str:
         lines = [
             render.review_body(
@@ -630,10 +892,18 @@ class ReviewPipeline:
         lines.append(
             f"**Usage**: {run.input_tokens} input and {run.output_tokens} output tokens, {cost}."
         )
+        lines.extend(f"\n{note}" for note in notes)
         if config_errors:
             lines.append("\n**Configuration problems** (the defaults were used for these):\n")
             lines.append(config_errors)
         return "\n".join(lines)
+
+
+def _provider_ok(call: ReviewCall) -> bool:
+    """Whether the provider itself worked: an answer we could not validate still counts."""
+    if call.error in {"timeout", "connection error"}:
+        return False
+    return not (call.status is not None and (call.status >= 500 or call.status == 429))
 
 
 def _title(run: ModelRun, decision: AutonomyDecision) -> str:

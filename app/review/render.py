@@ -124,6 +124,7 @@ def review_body(
     not_reviewed: Sequence[tuple[str, str]],
     decision_line: str | None = None,
     incremental_since: str | None = None,
+    notes: Sequence[str] = (),
 ) -> str:
     lines = [f"### {CHECK_NAME} review"]
     if incremental_since:
@@ -141,6 +142,7 @@ def review_body(
         lines.append(f"  - lowered because {'; '.join(consensus.reasons)}")
     if decision_line:
         lines.append(f"- **Decision**: {decision_line}")
+    lines.extend(f"- {note}" for note in notes)
     summaries = [s for r in consensus.reviewers for s in r.summaries[:1]]
     if summaries:
         lines.append("")
