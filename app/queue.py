@@ -23,12 +23,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.store.db import Database
 from app.store.tables import deliveries
-from app.store.types import utcnow
+from app.store.types import UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +58,8 @@ class NewDelivery:
     repository: str | None
     pr_key: str | None
     payload: str
+    # False for events no handler is registered for: stored (for replay) but already done.
+    needs_handling: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +118,10 @@ class DeliveryQueue:
         self.db = db
         self.lease = timedelta(seconds=lease_seconds)
         self._is_pg = db.is_postgres
+        # One process owns a SQLite file: its workers take turns claiming instead of racing for
+        # the same rows (each lost race would be a wasted write transaction).
+        self._claim_lock = asyncio.Lock()
+        self._build_claim_statements()
         dialect_insert = postgresql.insert if self._is_pg else sqlite.insert
         # Built once: a fixed statement run with many parameter sets is compiled once and cached.
         self._insert_stmt = (
@@ -136,9 +153,10 @@ class DeliveryQueue:
                     "pr_key": item.pr_key,
                     "payload": item.payload,
                     "received_at": now,
-                    "status": QUEUED,
+                    "status": QUEUED if item.needs_handling else DONE,
                     "attempts": 0,
                     "next_attempt_at": now,
+                    "finished_at": None if item.needs_handling else now,
                 }
             )
         async with self.db.write(urgent=True) as conn:
@@ -147,20 +165,12 @@ class DeliveryQueue:
 
     # ------------------------------------------------------------------ claiming
 
-    async def claim(self, worker_id: str, *, only_id: str | None = None) -> Delivery | None:
-        """Take the oldest runnable delivery and lease it to ``worker_id``.
-
-        Runnable: queued and due, or running with an expired lease (its worker died). A delivery
-        whose pull request already has a live running delivery waits, so two deliveries for one
-        PR never run at once.
-
-        On SQLite the candidate is found with a read (no write lock) and then taken with a
-        guarded update, so idle workers never queue behind the webhook writer. On PostgreSQL
-        one statement with ``FOR UPDATE SKIP LOCKED`` lets replicas claim side by side.
-        """
-        now = utcnow()
+    def _build_claim_statements(self) -> None:
+        """The claim statements, built once: constructing and compiling them per call cost more
+        than running them. Everything that varies is a bound parameter."""
         d = deliveries
         other = deliveries.alias("other")
+        now = bindparam("now", type_=UTCDateTime())
         pr_busy = exists(
             select(other.c.id).where(
                 other.c.pr_key == d.c.pr_key,
@@ -169,46 +179,99 @@ class DeliveryQueue:
                 other.c.id != d.c.id,
             )
         )
+        free = or_(d.c.pr_key.is_(None), ~pr_busy)
         due = and_(d.c.status == QUEUED, d.c.next_attempt_at <= now)
         abandoned = and_(d.c.status == RUNNING, d.c.lease_expires_at < now)
         take = {
             "status": RUNNING,
             "attempts": d.c.attempts + 1,
-            "lease_expires_at": now + self.lease,
-            "leased_by": worker_id,
+            "lease_expires_at": bindparam("lease_until", type_=UTCDateTime()),
+            "leased_by": bindparam("worker"),
         }
 
-        def candidates(limit: int) -> Select[tuple[str]]:
-            stmt = (
-                select(d.c.id)
-                .where(or_(due, abandoned), or_(d.c.pr_key.is_(None), ~pr_busy))
-                .order_by(d.c.received_at, d.c.id)
-                .limit(limit)
-            )
-            return stmt.where(d.c.id == only_id) if only_id is not None else stmt
+        def candidates(kind: ColumnElement[bool], *, one: bool, limit: int) -> Select[tuple[str]]:
+            # One kind at a time: ``status = … ORDER BY received_at`` walks the covering
+            # (status, received_at, …) index and stops at the limit; an OR of both kinds would
+            # read and sort every queued row, payloads included.
+            stmt = select(d.c.id).where(kind, free).order_by(d.c.received_at, d.c.id).limit(limit)
+            return stmt.where(d.c.id == bindparam("only_id")) if one else stmt
 
+        kinds = (abandoned, due)  # work whose worker died first: it has waited longest
+        self._candidates = {
+            one: [candidates(k, one=one, limit=8) for k in kinds] for one in (False, True)
+        }
+        self._take_by_id = (
+            update(d)
+            .where(d.c.id == bindparam("delivery_id"), or_(due, abandoned), free)
+            .values(**take)
+            .returning(*d.c)
+        )
+        self._take_next_pg = [
+            update(d)
+            .where(
+                d.c.id
+                == candidates(k, one=False, limit=1)
+                .with_for_update(skip_locked=True, of=d)
+                .scalar_subquery()
+            )
+            .values(**take)
+            .returning(*d.c)
+            for k in kinds
+        ]
+        self._take_only_pg = [
+            update(d)
+            .where(
+                d.c.id
+                == candidates(k, one=True, limit=1)
+                .with_for_update(skip_locked=True, of=d)
+                .scalar_subquery()
+            )
+            .values(**take)
+            .returning(*d.c)
+            for k in kinds
+        ]
+
+    async def claim(self, worker_id: str, *, only_id: str | None = None) -> Delivery | None:
+        """Take the oldest runnable delivery and lease it to ``worker_id``.
+
+        Runnable: queued and due, or running with an expired lease (its worker died). A delivery
+        whose pull request already has a live running delivery waits, so two deliveries for one
+        PR never run at once.
+
+        On SQLite the candidates are found with a read (no write lock) and taken with a guarded
+        update, one worker at a time. On PostgreSQL one statement with ``FOR UPDATE SKIP LOCKED``
+        per kind lets replicas claim side by side.
+        """
+        now = utcnow()
+        params: dict[str, Any] = {
+            "now": now,
+            "lease_until": now + self.lease,
+            "worker": worker_id,
+        }
+        if only_id is not None:
+            params["only_id"] = only_id
         if self._is_pg:
-            pick = candidates(1).with_for_update(skip_locked=True, of=d).scalar_subquery()
-            stmt = update(d).where(d.c.id == pick).values(**take).returning(*d.c)
+            statements = self._take_only_pg if only_id is not None else self._take_next_pg
             async with self.db.write() as conn:
-                row = (await conn.execute(stmt)).first()
-            return Delivery.from_row(row) if row is not None else None
-
-        async with self.db.read() as conn:
-            ids = [r[0] for r in await conn.execute(candidates(8))]
-        for delivery_id in ids:
-            stmt = (
-                update(d)
-                .where(
-                    d.c.id == delivery_id, or_(due, abandoned), or_(d.c.pr_key.is_(None), ~pr_busy)
-                )
-                .values(**take)
-                .returning(*d.c)
-            )
-            async with self.db.write() as conn:
-                row = (await conn.execute(stmt)).first()
-            if row is not None:
-                return Delivery.from_row(row)
+                for stmt in statements:
+                    row = (await conn.execute(stmt, params)).first()
+                    if row is not None:
+                        return Delivery.from_row(row)
+            return None
+        async with self._claim_lock:
+            async with self.db.read() as conn:
+                ids = [
+                    r[0]
+                    for stmt in self._candidates[only_id is not None]
+                    for r in await conn.execute(stmt, params)
+                ]
+            for delivery_id in ids:
+                async with self.db.write() as conn:
+                    row = (
+                        await conn.execute(self._take_by_id, {**params, "delivery_id": delivery_id})
+                    ).first()
+                if row is not None:
+                    return Delivery.from_row(row)
         return None
 
     async def renew_lease(self, delivery_id: str, worker_id: str) -> bool:
@@ -373,8 +436,9 @@ class IntakeWriter:
                 claimed.add(item.id)
                 if not future.done():
                     future.set_result(is_new)
-            if new_ids:
-                self._on_commit(len(new_ids))
+            queued = sum(1 for item, _ in batch if item.id in new_ids and item.needs_handling)
+            if queued:
+                self._on_commit(queued)
 
 
 Handler = Callable[[Delivery], Awaitable[None]]

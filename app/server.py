@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from gidgethub import routing
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app import __version__
@@ -44,6 +45,7 @@ INTAKE = web.AppKey("intake", IntakeWriter)
 WORKERS = web.AppKey("workers", WorkerPool)
 STARTED = web.AppKey("started", float)
 REDACTOR = web.AppKey("redactor", RedactingFilter)
+ROUTER = web.AppKey("router", routing.Router)
 
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=10, sock_read=50)
 
@@ -59,6 +61,7 @@ def create_app(
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[STARTED] = time.monotonic()
+    app[ROUTER] = build_router()
     if redactor is not None:
         app[REDACTOR] = redactor
     app.router.add_post("/webhook", webhook_view)
@@ -163,7 +166,7 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
 
     pool = WorkerPool(
         services.queue,
-        Dispatcher(build_router(), services),
+        Dispatcher(app[ROUTER], services),
         count=settings.workers,
         max_attempts=settings.max_attempts,
         retry_base_seconds=settings.retry_base_seconds,
@@ -203,7 +206,11 @@ async def _webhook(request: web.Request) -> web.Response:
     if event.event == "ping":
         return web.json_response({"ok": True, "zen": event.data.get("zen")}, status=200)
     is_json = request.content_type == "application/json"
-    delivery = to_new_delivery(event, raw_json=body if is_json else None)
+    delivery = to_new_delivery(
+        event,
+        raw_json=body if is_json else None,
+        needs_handling=any(True for _ in app[ROUTER].fetch(event)),
+    )
     try:
         is_new = await app[INTAKE].submit(delivery)
     except Exception:

@@ -59,10 +59,18 @@ def free_port() -> int:
 
 
 def payload(i: int) -> bytes:
-    # A realistic-size delivery (~8 KB) for an event no handler acts on, so workers finish it fast.
+    # A realistic-size delivery (~8 KB) of an event the workers really handle: a check suite
+    # completing (it looks for pending merge intents on that commit; there are none).
     data = {
         "action": "completed",
-        "workflow_run": {"id": i, "name": "ci", "head_sha": "a" * 40, "pad": "x" * 7000},
+        "check_suite": {
+            "id": i,
+            "head_sha": f"{i:040x}",
+            "status": "completed",
+            "conclusion": "success",
+            "app": {"id": 99, "slug": "ci"},
+            "pad": "x" * 7000,
+        },
         "repository": {"full_name": "octo/bench", "name": "bench", "owner": {"login": "octo"}},
         "installation": {"id": 1},
         "sender": {"login": "octocat"},
@@ -74,7 +82,7 @@ def headers_for(body: bytes) -> dict[str, str]:
     digest = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     return {
         "content-type": "application/json",
-        "x-github-event": "workflow_run",
+        "x-github-event": "check_suite",
         "x-github-delivery": str(uuid.uuid4()),
         "x-hub-signature-256": f"sha256={digest}",
     }

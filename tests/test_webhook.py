@@ -201,3 +201,18 @@ async def test_healthz_and_metrics(client: TestClient[Any, Any]) -> None:
     assert 'aigateway_deliveries_received_total{event="pull_request"} 1.0' in metrics
     assert "aigateway_queue_depth 1.0" in metrics
     assert "aigateway_handler_seconds_bucket" in metrics or "aigateway_handler_seconds" in metrics
+
+
+async def test_event_nobody_handles_is_stored_as_done_without_queueing(
+    client: TestClient[Any, Any],
+) -> None:
+    body = json.dumps({"action": "completed", "workflow_run": {"id": 1}}).encode()
+    response = await client.post(
+        "/webhook", data=body, headers=signed(body, event="workflow_run", delivery="wr-1")
+    )
+    assert response.status == 202
+    [row] = await queued(client)
+    assert (row.id, row.status, row.attempts) == ("wr-1", "done", 0)
+    assert row.finished_at is not None
+    health = await (await client.get("/healthz")).json()
+    assert health["queue_depth"] == 0

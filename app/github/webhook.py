@@ -82,7 +82,9 @@ def pr_number(event: str, data: Mapping[str, Any]) -> int | None:
     return None
 
 
-def to_new_delivery(event: sansio.Event, *, raw_json: bytes | None = None) -> NewDelivery:
+def to_new_delivery(
+    event: sansio.Event, *, raw_json: bytes | None = None, needs_handling: bool = True
+) -> NewDelivery:
     """The row to store; ``raw_json`` (a JSON body as received) is kept as is, unparsed twice."""
     data: dict[str, Any] = event.data
     installation = data.get("installation")
@@ -104,4 +106,5 @@ def to_new_delivery(event: sansio.Event, *, raw_json: bytes | None = None) -> Ne
             if raw_json is not None
             else json.dumps(data, separators=(",", ":"))
         ),
+        needs_handling=needs_handling,
     )

@@ -46,8 +46,19 @@ deliveries = Table(
     Column("last_error", Text, nullable=True),
     Column("finished_at", UTCDateTime(), nullable=True),
 )
-Index("ix_deliveries_claim", deliveries.c.status, deliveries.c.next_attempt_at)
 Index("ix_deliveries_pr_key", deliveries.c.pr_key, deliveries.c.status)
+# Covers the claim query (status, order, due time, PR key), so claiming never reads the rows
+# themselves: on SQLite the payload is stored before the later columns, and reaching them would
+# mean walking every queued payload's overflow pages.
+Index(
+    "ix_deliveries_status_received",
+    deliveries.c.status,
+    deliveries.c.received_at,
+    deliveries.c.id,
+    deliveries.c.next_attempt_at,
+    deliveries.c.lease_expires_at,
+    deliveries.c.pr_key,
+)
 
 # One row per review run: what was reviewed (head SHA), how it ended, and its check run, so a
 # retried delivery reuses its check run and a later push can review only what changed since.
