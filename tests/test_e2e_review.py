@@ -372,3 +372,56 @@ async def test_annotations_are_sent_fifty_at_a_time(e2e: E2E) -> None:
     assert sorted(sizes, reverse=True)[:2] == [50, 30]
     assert max(sizes) <= 50
     assert len(e2e.github.pull(REPO, 1).review_comments) == 80
+
+
+async def test_config_comes_from_the_default_branch_never_the_pr(e2e: E2E) -> None:
+    # The PR's own branch carries a config that would switch reviews off; it must not count.
+    e2e.github.set_file(
+        REPO, ".github/aigateway.yml", "version: 1\nreview:\n  enabled: false\n", ref="feature"
+    )
+    e2e.github.add_pull(REPO, 1, head_sha=HEAD, files=files(), head_ref="feature")
+    await e2e.handle("pull_request", opened())
+    [run] = e2e.github.check_runs_for(REPO, HEAD)
+    assert run.conclusion == "success"
+    reads = e2e.github.calls("GET", r"/repos/octo/demo/contents/.github/aigateway.yml")
+    assert reads and all(r.query.get("ref") == "main" for r in reads)
+
+
+async def test_a_broken_config_is_reported_with_its_line_and_the_review_still_runs(
+    e2e: E2E,
+) -> None:
+    e2e.github.set_file(
+        REPO,
+        ".github/aigateway.yml",
+        "version: 1\nreview:\n  colour: blue\nautonomy:\n  mode: act\n  merge_method: yolo\n",
+    )
+    e2e.github.add_pull(REPO, 1, head_sha=HEAD, files=files())
+    await e2e.handle("pull_request", opened())
+    [run] = e2e.github.check_runs_for(REPO, HEAD)
+    summary = run.summary or ""
+    assert "Configuration problems" in summary
+    assert ".github/aigateway.yml:3" in summary and "colour" in summary
+    assert ".github/aigateway.yml:6" in summary
+    assert "shadow mode" in summary  # an error anywhere never lets `mode: act` through
+    assert e2e.github.pull(REPO, 1).reviews
+
+
+async def test_healthz_reports_components_and_turns_503_when_a_dependency_fails(
+    e2e: E2E,
+) -> None:
+    e2e.github.add_pull(REPO, 1, head_sha=HEAD, files=files())
+    await e2e.handle("pull_request", opened())
+    body = await (await e2e.client.get("/healthz")).json()
+    assert body["status"] == "healthy"
+    assert body["components"]["github"]["calls"] > 0
+    assert body["components"]["gateway:anthropic"]["calls"] == 1
+    assert body["components"]["webhook"]["calls"] >= 1
+    for _ in range(5):
+        e2e.services.health.record("gateway:openai", 0.1, ok=False)
+    response = await e2e.client.get("/healthz")
+    assert response.status == 503
+    assert (await response.json())["components"]["gateway:openai"]["state"] == "unhealthy"
+    metrics = await (await e2e.client.get("/metrics")).text()
+    assert 'aigateway_reviews_total{repository="octo/demo",status="published"} 1.0' in metrics
+    assert 'aigateway_decisions_total{acted="false",decision=' in metrics
+    assert "aigateway_health_error_rate" in metrics
