@@ -199,3 +199,26 @@ def test_schema_and_check_config(tmp_path: Path) -> None:
     checked = run_cli("check-config", str(bad), env={}, cwd=tmp_path)
     assert checked.returncode == 1
     assert "bad.yml:3" in checked.stdout and "bad.yml:4" in checked.stdout
+
+
+async def test_quota_prints_spend_against_each_budget(
+    server_env: dict[str, str], sqlite_url: str, tmp_path: Path
+) -> None:
+    from app.quota import QuotaLedger
+    from app.repo_config import QuotaConfig
+
+    db = Database.from_url(sqlite_url)
+    await migrate.upgrade(db.engine)
+    ledger = QuotaLedger(db)
+    granted = await ledger.reserve(
+        repository="octo/demo", pr_number=3, amount_usd=0.5, budget=QuotaConfig(daily_usd=2.0)
+    )
+    await ledger.settle(granted, actual_usd=0.25)  # type: ignore[arg-type]
+    await db.dispose()
+
+    result = run_cli("quota", "--repo", "octo/demo", env=server_env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "octo/demo" in result.stdout
+    assert "$0.25" in result.stdout and "$2.00" in result.stdout
+    everything = run_cli("quota", env=server_env, cwd=tmp_path)
+    assert "octo/demo" in everything.stdout
