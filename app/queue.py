@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Select,
+    Update,
     and_,
     bindparam,
     delete,
@@ -35,7 +36,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from app.store.db import Database
 from app.store.tables import deliveries
@@ -122,10 +122,9 @@ class DeliveryQueue:
         # the same rows (each lost race would be a wasted write transaction).
         self._claim_lock = asyncio.Lock()
         self._build_claim_statements()
-        dialect_insert = postgresql.insert if self._is_pg else sqlite.insert
         # Built once: a fixed statement run with many parameter sets is compiled once and cached.
         self._insert_stmt = (
-            dialect_insert(deliveries)
+            db.insert(deliveries)
             .on_conflict_do_nothing(index_elements=[deliveries.c.id])
             .returning(deliveries.c.id)
         )
@@ -206,30 +205,12 @@ class DeliveryQueue:
             .values(**take)
             .returning(*d.c)
         )
-        self._take_next_pg = [
-            update(d)
-            .where(
-                d.c.id
-                == candidates(k, one=False, limit=1)
-                .with_for_update(skip_locked=True, of=d)
-                .scalar_subquery()
-            )
-            .values(**take)
-            .returning(*d.c)
-            for k in kinds
-        ]
-        self._take_only_pg = [
-            update(d)
-            .where(
-                d.c.id
-                == candidates(k, one=True, limit=1)
-                .with_for_update(skip_locked=True, of=d)
-                .scalar_subquery()
-            )
-            .values(**take)
-            .returning(*d.c)
-            for k in kinds
-        ]
+
+        def take_next_pg(kind: ColumnElement[bool], *, one: bool) -> Update:
+            pick = candidates(kind, one=one, limit=1).with_for_update(skip_locked=True, of=d)
+            return update(d).where(d.c.id == pick.scalar_subquery()).values(**take).returning(*d.c)
+
+        self._take_pg = {one: [take_next_pg(k, one=one) for k in kinds] for one in (False, True)}
 
     async def claim(self, worker_id: str, *, only_id: str | None = None) -> Delivery | None:
         """Take the oldest runnable delivery and lease it to ``worker_id``.
@@ -251,7 +232,7 @@ class DeliveryQueue:
         if only_id is not None:
             params["only_id"] = only_id
         if self._is_pg:
-            statements = self._take_only_pg if only_id is not None else self._take_next_pg
+            statements = self._take_pg[only_id is not None]
             async with self.db.write() as conn:
                 for stmt in statements:
                     row = (await conn.execute(stmt, params)).first()

@@ -72,7 +72,6 @@ from sqlalchemy import (
     union,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.gateway.clients import CallMetadata, ReviewCall
@@ -597,9 +596,8 @@ class QuotaLedger:
         Persisted, so a restart or a second replica does not comment again; ask it only when
         about to post, since a True is spent at once.
         """
-        insert_fn = postgresql.insert if self._db.is_postgres else sqlite.insert
         statement = (
-            insert_fn(quota_notices)
+            self._db.insert(quota_notices)
             .values(
                 repository=repository,
                 pr_number=pr_number or 0,
@@ -623,9 +621,8 @@ class QuotaLedger:
             "per_pr_usd": limits.per_pr,
             "updated_at": now,
         }
-        insert_fn = postgresql.insert if self._db.is_postgres else sqlite.insert
         await conn.execute(
-            insert_fn(quota_budgets)
+            self._db.insert(quota_budgets)
             .values(repository=repository, **values)
             .on_conflict_do_update(index_elements=[quota_budgets.c.repository], set_=values)
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 from app.gateway.anthropic_adapter import AnthropicReviewer
 from app.gateway.clients import (
@@ -132,31 +133,19 @@ def build_reviewers(
     retry = RetryPolicy.from_settings(settings, sleep=sleep, clock=clock, jitter=jitter)
     secrets = secret_values(settings)
     max_connections = max(16, settings.review_concurrency * 4)
-    claude = AnthropicReviewer(
-        endpoint=anthropic_ep,
-        gateway_url=gateway,
-        gateway_token=token,
-        model=settings.anthropic_model,
-        max_tokens=settings.model_max_output_tokens,
-        temperature=settings.model_temperature,
-        timeout=timeout,
-        retry=retry,
-        secrets=secrets,
-        prices=prices,
-        max_connections=max_connections,
-    )
+    shared: dict[str, Any] = {
+        "gateway_url": gateway,
+        "gateway_token": token,
+        "max_tokens": settings.model_max_output_tokens,
+        "temperature": settings.model_temperature,
+        "timeout": timeout,
+        "retry": retry,
+        "secrets": secrets,
+        "prices": prices,
+        "max_connections": max_connections,
+    }
+    claude = AnthropicReviewer(endpoint=anthropic_ep, model=settings.anthropic_model, **shared)
     gpt = OpenAIReviewer(
-        endpoint=openai_ep,
-        gateway_url=gateway,
-        gateway_token=token,
-        model=settings.openai_model,
-        max_tokens=settings.model_max_output_tokens,
-        temperature=settings.model_temperature,
-        timeout=timeout,
-        retry=retry,
-        secrets=secrets,
-        prices=prices,
-        max_connections=max_connections,
-        strict=openai_strict,
+        endpoint=openai_ep, model=settings.openai_model, strict=openai_strict, **shared
     )
     return GatewayClients(anthropic=claude, openai=gpt)

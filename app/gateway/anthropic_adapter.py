@@ -27,26 +27,25 @@ How the SDK is used:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Final
 
 import anthropic
 import anthropic.resources.messages.messages as _sdk_messages
 import httpx2
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app.gateway.clients import (
     METADATA_HEADER,
     SUBMIT_TOOL,
     CallFailure,
     CallMetadata,
-    RetryPolicy,
     StructuredReviewer,
     Turn,
     classify_http_error,
 )
-from app.gateway.pricing import PRICES, ModelPrice, Usage
-from app.gateway.urls import BYOK_PLACEHOLDER, ProviderEndpoint, make_http_client
+from app.gateway.pricing import Usage
+from app.gateway.urls import BYOK_PLACEHOLDER
 from app.review.model import review_json_schema
 
 logger = logging.getLogger(__name__)
@@ -117,47 +116,18 @@ def usage_of(usage: _Usage) -> Usage:
 class AnthropicReviewer(StructuredReviewer):
     provider = "anthropic"
 
-    def __init__(
-        self,
-        *,
-        endpoint: ProviderEndpoint,
-        gateway_url: str | None,
-        gateway_token: SecretStr | None,
-        model: str,
-        max_tokens: int,
-        temperature: float | None,
-        timeout: float,
-        retry: RetryPolicy,
-        secrets: Sequence[str] = (),
-        prices: Mapping[str, ModelPrice] = PRICES,
-        max_connections: int = 100,
-    ) -> None:
-        super().__init__(
-            model=model,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            timeout=timeout,
-            retry=retry,
-            secrets=secrets,
-            prices=prices,
-        )
-        self.endpoint = endpoint
-        self._http = make_http_client(
-            gateway_url=gateway_url,
-            gateway_token=gateway_token,
-            endpoint_url=endpoint.base_url,
-            timeout=timeout,
-            max_connections=max_connections,
-        )
+    def __init__(self, **options: Any) -> None:
+        """``options`` are :class:`StructuredReviewer`'s (endpoint, gateway, model, limits)."""
+        super().__init__(**options)
         headers: dict[str, str] = {}
-        if endpoint.api_key is not None:
-            headers["x-api-key"] = endpoint.api_key.get_secret_value()
+        if self.endpoint.api_key is not None:
+            headers["x-api-key"] = self.endpoint.api_key.get_secret_value()
         self._client = anthropic.AsyncAnthropic(
             api_key=BYOK_PLACEHOLDER,
-            base_url=endpoint.base_url,
+            base_url=self.endpoint.base_url,
             default_headers=headers,
             http_client=self._http,
-            timeout=timeout,
+            timeout=self._timeout,
             max_retries=0,
         )
         self._tool: dict[str, Any] = {

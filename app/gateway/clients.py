@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Protocol
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from app.gateway.pricing import PRICES, ModelPrice, Usage, compute_cost
+from app.gateway.urls import ProviderEndpoint, make_http_client
 from app.review.model import ModelReview
 from app.settings import Settings
 
@@ -358,6 +359,9 @@ class StructuredReviewer(ABC):
     def __init__(
         self,
         *,
+        endpoint: ProviderEndpoint,
+        gateway_url: str | None,
+        gateway_token: SecretStr | None,
         model: str,
         max_tokens: int,
         temperature: float | None,
@@ -365,7 +369,17 @@ class StructuredReviewer(ABC):
         retry: RetryPolicy,
         secrets: Sequence[str] = (),
         prices: Mapping[str, ModelPrice] = PRICES,
+        max_connections: int = 100,
     ) -> None:
+        self.endpoint = endpoint
+        # The guarded client: the gateway token only reaches URLs under the gateway.
+        self._http = make_http_client(
+            gateway_url=gateway_url,
+            gateway_token=gateway_token,
+            endpoint_url=endpoint.base_url,
+            timeout=timeout,
+            max_connections=max_connections,
+        )
         self._model = model
         self._max_tokens = max_tokens
         self._temperature = temperature

@@ -26,26 +26,24 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Final, cast
 
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
-from pydantic import SecretStr
 
 from app.gateway.clients import (
     LOG_ID_HEADER,
     METADATA_HEADER,
     CallFailure,
     CallMetadata,
-    RetryPolicy,
     StructuredReviewer,
     Turn,
     classify_http_error,
 )
-from app.gateway.pricing import PRICES, ModelPrice, Usage
-from app.gateway.urls import BYOK_PLACEHOLDER, ProviderEndpoint, make_http_client
+from app.gateway.pricing import Usage
+from app.gateway.urls import BYOK_PLACEHOLDER
 from app.review.model import review_json_schema
 
 SCHEMA_NAME: Final = "model_review"
@@ -121,46 +119,16 @@ def usage_of(completion: ChatCompletion) -> Usage:
 class OpenAIReviewer(StructuredReviewer):
     provider = "openai"
 
-    def __init__(
-        self,
-        *,
-        endpoint: ProviderEndpoint,
-        gateway_url: str | None,
-        gateway_token: SecretStr | None,
-        model: str,
-        max_tokens: int,
-        temperature: float | None,
-        timeout: float,
-        retry: RetryPolicy,
-        secrets: Sequence[str] = (),
-        prices: Mapping[str, ModelPrice] = PRICES,
-        max_connections: int = 100,
-        strict: bool = True,
-    ) -> None:
-        super().__init__(
-            model=model,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            timeout=timeout,
-            retry=retry,
-            secrets=secrets,
-            prices=prices,
-        )
-        self.endpoint = endpoint
-        self._http = make_http_client(
-            gateway_url=gateway_url,
-            gateway_token=gateway_token,
-            endpoint_url=endpoint.base_url,
-            timeout=timeout,
-            max_connections=max_connections,
-        )
-        key = endpoint.api_key
+    def __init__(self, *, strict: bool = True, **options: Any) -> None:
+        """``options`` are :class:`StructuredReviewer`'s (endpoint, gateway, model, limits)."""
+        super().__init__(**options)
+        key = self.endpoint.api_key
         self._byok = key is None
         self._client = openai.AsyncOpenAI(
             api_key=BYOK_PLACEHOLDER if key is None else key.get_secret_value(),
-            base_url=endpoint.base_url,
+            base_url=self.endpoint.base_url,
             http_client=self._http,
-            timeout=timeout,
+            timeout=self._timeout,
             max_retries=0,
         )
         self._response_format = response_format(strict=strict)

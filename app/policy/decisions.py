@@ -30,7 +30,6 @@ from enum import StrEnum
 from typing import Any, Final
 
 from sqlalchemy import and_, delete, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from app.policy.autonomy import AutonomyDecision
 from app.store.db import Database
@@ -200,10 +199,6 @@ class DecisionStore:
         self.db = db
         self._claim = timedelta(seconds=claim_seconds)
 
-    def _insert(self, table: Any) -> Any:
-        dialect_insert = postgresql.insert if self.db.is_postgres else sqlite.insert
-        return dialect_insert(table)
-
     # ------------------------------------------------------------------------- decisions
 
     async def record(
@@ -312,7 +307,7 @@ class DecisionStore:
         """
         now = utcnow()
         stmt = (
-            self._insert(merge_intents)
+            self.db.insert(merge_intents)
             .values(
                 repository=repository,
                 pr_number=pr_number,
@@ -483,7 +478,7 @@ class DecisionStore:
     async def claim_notice(self, repository: str, pr_number: int, head_sha: str, kind: str) -> bool:
         """True the first time (repository, PR, head, kind) is seen: the caller may comment."""
         stmt = (
-            self._insert(pr_notices)
+            self.db.insert(pr_notices)
             .values(
                 repository=repository,
                 pr_number=pr_number,

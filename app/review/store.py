@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from app.store.db import Database
 from app.store.tables import posted_comments, reviews
@@ -195,7 +194,6 @@ class ReviewStore:
         ]
         if not values:
             return
-        dialect_insert = postgresql.insert if self.db.is_postgres else sqlite.insert
-        stmt = dialect_insert(posted_comments).on_conflict_do_nothing()
+        stmt = self.db.insert(posted_comments).on_conflict_do_nothing()
         async with self.db.write() as conn:
             await conn.execute(stmt, values)

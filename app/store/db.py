@@ -17,9 +17,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.store.engine import create_engine
+
+Insert = postgresql.Insert | sqlite.Insert
 
 
 class _WriteLock:
@@ -67,6 +71,10 @@ class Database:
     @property
     def is_postgres(self) -> bool:
         return self.dialect == "postgresql"
+
+    def insert(self, table: Table) -> Insert:
+        """An INSERT with this dialect's ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""
+        return postgresql.insert(table) if self.is_postgres else sqlite.insert(table)
 
     @asynccontextmanager
     async def write(self, *, urgent: bool = False) -> AsyncIterator[AsyncConnection]:
