@@ -34,6 +34,7 @@ def _load_settings(**overrides: Any) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from app.event_loop import new_event_loop
     from app.logs import configure_logging
     from app.server import create_app
 
@@ -46,6 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         fmt=settings.log_format, level=settings.log_level, secrets=settings.secret_values()
     )
     app = create_app(settings, redactor=redactor)
+    loop = new_event_loop(settings.event_loop)
     # Everything imported so far lives for the whole process: keep the collector off it, so
     # collections under load are short.
     gc.collect()
@@ -57,6 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print=None,
         access_log=None,
         shutdown_timeout=15.0,
+        loop=loop,
     )
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -10,6 +11,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 @dataclass
 class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    # Labelled children by (metric, label value): ``labels()`` validates and locks on every
+    # call, which the webhook view would pay several times per delivery.
+    _children: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+
+    def inc(self, metric: Counter, value: str) -> None:
+        """Add one to ``metric``'s child for its single label ``value``."""
+        key = (metric._name, value)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(value)
+        child.inc()
 
     def __post_init__(self) -> None:
         r = self.registry

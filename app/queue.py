@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -97,6 +98,27 @@ class Delivery:
         )
 
 
+# The columns intake writes; the others start NULL.
+_INTAKE_COLUMNS = (
+    "id",
+    "event",
+    "action",
+    "installation_id",
+    "repository",
+    "pr_key",
+    "payload",
+    "received_at",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "finished_at",
+)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
 class RetryLater(Exception):
     """Raised by a handler to reschedule its delivery at a given time (e.g. a rate-limit reset)."""
 
@@ -128,39 +150,95 @@ class DeliveryQueue:
             .on_conflict_do_nothing(index_elements=[deliveries.c.id])
             .returning(deliveries.c.id)
         )
+        # The SQLite intake path writes through plain sqlite3 (see ``_insert_sqlite``).
+        to_text = deliveries.c.received_at.type.bind_processor(db.engine.dialect)
+        self._sqlite_time: Callable[[datetime], Any] = to_text or _same
+        # Built from the constant column list: no value is ever spliced into the text.
+        self._insert_sql = (
+            f"INSERT INTO deliveries ({', '.join(_INTAKE_COLUMNS)}) "  # noqa: S608
+            f"VALUES ({', '.join('?' * len(_INTAKE_COLUMNS))}) ON CONFLICT (id) DO NOTHING"
+        )
+        self._select_existing: dict[int, str] = {}
 
     # ------------------------------------------------------------------ intake
 
     async def insert_batch(self, batch: Sequence[NewDelivery]) -> set[str]:
         """Insert deliveries not seen before; return the ids that were new."""
-        if not batch:
-            return set()
-        now = utcnow()
-        rows: list[dict[str, Any]] = []
+        unique: list[NewDelivery] = []
         seen: set[str] = set()
         for item in batch:
-            if item.id in seen:
-                continue
-            seen.add(item.id)
-            rows.append(
-                {
-                    "id": item.id,
-                    "event": item.event,
-                    "action": item.action,
-                    "installation_id": item.installation_id,
-                    "repository": item.repository,
-                    "pr_key": item.pr_key,
-                    "payload": item.payload,
-                    "received_at": now,
-                    "status": QUEUED if item.needs_handling else DONE,
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "finished_at": None if item.needs_handling else now,
-                }
-            )
+            if item.id not in seen:
+                seen.add(item.id)
+                unique.append(item)
+        if not unique:
+            return set()
+        now = utcnow()
+        if self.db.has_batch_writer:
+            return await self._insert_sqlite(unique, now)
+        rows = [
+            {
+                "id": item.id,
+                "event": item.event,
+                "action": item.action,
+                "installation_id": item.installation_id,
+                "repository": item.repository,
+                "pr_key": item.pr_key,
+                "payload": item.payload,
+                "received_at": now,
+                "status": QUEUED if item.needs_handling else DONE,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "finished_at": None if item.needs_handling else now,
+            }
+            for item in unique
+        ]
         async with self.db.write(urgent=True) as conn:
             result = await conn.execute(self._insert_stmt, rows)
             return {row[0] for row in result}
+
+    async def _insert_sqlite(self, items: list[NewDelivery], now: datetime) -> set[str]:
+        """The same insert as one call on the SQLite writer's thread (see ``sqlite_writer``).
+
+        ``BEGIN IMMEDIATE`` holds the file's write lock from the first statement, so the ids
+        found missing are exactly the ones this transaction inserts. The time is converted by
+        the column type's own bind processor, so rows are stored exactly as SQLAlchemy would.
+        """
+        at = self._sqlite_time(now)
+        values = [
+            (
+                item.id,
+                item.event,
+                item.action,
+                item.installation_id,
+                item.repository,
+                item.pr_key,
+                item.payload,
+                at,
+                QUEUED if item.needs_handling else DONE,
+                0,
+                at,
+                None if item.needs_handling else at,
+            )
+            for item in items
+        ]
+        ids = [item.id for item in items]
+        select_sql = self._select_existing_sql(len(ids))
+
+        def insert(connection: sqlite3.Connection) -> set[str]:
+            existing = {r[0] for r in connection.execute(select_sql, ids)}
+            fresh = [v for v in values if v[0] not in existing] if existing else values
+            connection.executemany(self._insert_sql, fresh)
+            return {v[0] for v in fresh}
+
+        return await self.db.write_batch(insert)
+
+    def _select_existing_sql(self, count: int) -> str:
+        sql = self._select_existing.get(count)
+        if sql is None:
+            marks = ",".join("?" * count)
+            sql = f"SELECT id FROM deliveries WHERE id IN ({marks})"  # noqa: S608 - placeholders only
+            self._select_existing[count] = sql
+        return sql
 
     # ------------------------------------------------------------------ claiming
 

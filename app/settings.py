@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///aigateway.db"
     host: str = "0.0.0.0"  # noqa: S104 - a server listens on every interface by default
     port: int = Field(default=8080, ge=0, le=65535)
+    # auto: uvloop where it is installed (Linux, macOS), else asyncio's own loop
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
     # Queue and workers
     workers: int = Field(default=4, ge=0, le=256)

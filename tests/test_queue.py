@@ -51,8 +51,10 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-def queue(engine: AsyncEngine) -> DeliveryQueue:
-    return DeliveryQueue(Database(engine), lease_seconds=30)
+async def queue(engine: AsyncEngine) -> AsyncIterator[DeliveryQueue]:
+    db = Database(engine)
+    yield DeliveryQueue(db, lease_seconds=30)
+    await db.dispose()
 
 
 def pool(queue: DeliveryQueue, handle: object, **kw: object) -> WorkerPool:

@@ -142,6 +142,46 @@ async def test_body_that_is_not_json_is_400(client: TestClient[Any, Any]) -> Non
     assert await queued(client) == []
 
 
+async def test_json_only_the_stdlib_accepts_is_still_accepted(
+    client: TestClient[Any, Any],
+) -> None:
+    # orjson refuses NaN; gidgethub's decoder (the stdlib) has always taken it.
+    body = b'{"action": "opened", "number": NaN, "repository": {"full_name": "octo/demo"}}'
+    response = await client.post("/webhook", data=body, headers=signed(body))
+    assert response.status == 202
+    [row] = await queued(client)
+    assert (row.action, row.repository) == ("opened", "octo/demo")
+
+
+async def test_json_in_another_charset_is_decoded_with_it(client: TestClient[Any, Any]) -> None:
+    text = json.dumps(
+        {"action": "opened", "repository": {"full_name": "octo/démo"}}, ensure_ascii=False
+    )
+    body = text.encode("latin-1")
+    headers = signed(body, content_type="application/json; charset=latin-1")
+    response = await client.post("/webhook", data=body, headers=headers)
+    assert response.status == 202
+    [row] = await queued(client)
+    assert row.repository == "octo/démo"
+    assert json.loads(row.payload)["repository"]["full_name"] == "octo/démo"
+
+
+async def test_body_that_is_not_utf8_is_400(client: TestClient[Any, Any]) -> None:
+    body = b'{"action": "' + bytes([0xFF, 0xFE]) + b'"}'
+    response = await client.post("/webhook", data=body, headers=signed(body))
+    assert response.status == 400
+    assert await queued(client) == []
+
+
+async def test_signature_is_checked_before_the_body_is_decoded(
+    client: TestClient[Any, Any],
+) -> None:
+    body = b"{not json"
+    headers = signed(body, secret="another secret")
+    response = await client.post("/webhook", data=body, headers=headers)
+    assert response.status == 401
+
+
 async def test_json_that_is_not_an_object_is_400(client: TestClient[Any, Any]) -> None:
     body = b"[1, 2, 3]"
     response = await client.post("/webhook", data=body, headers=signed(body))

@@ -7,23 +7,27 @@ hands the file from one transaction to the next with no sleep. PostgreSQL needs 
 
 Writes that someone is waiting on (a webhook acknowledgement) are ``urgent`` and go ahead of
 background writes (workers claiming and finishing deliveries): under a burst, intake stays fast
-and the workers catch up in the gaps.
+and the workers catch up in the gaps. The hottest of them, intake batches, can run as one call on
+a dedicated connection (``write_batch``); every commit schedules a background WAL checkpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, nullcontext
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.store.engine import create_engine
+from app.store.sqlite_writer import SQLiteWriter, WalCheckpointer
 
 Insert = postgresql.Insert | sqlite.Insert
+T = TypeVar("T")
 
 
 class _WriteLock:
@@ -59,6 +63,13 @@ class Database:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._write_lock = _WriteLock() if self.is_sqlite else None
+        path = engine.url.database if self.is_sqlite else None
+        # A file, not ":memory:" (a second connection would see another, empty database).
+        self.sqlite_path = (
+            path if path and path != ":memory:" and "mode=memory" not in path else None
+        )
+        self._writer = SQLiteWriter(self.sqlite_path) if self.sqlite_path else None
+        self.checkpointer = WalCheckpointer(self.sqlite_path) if self.sqlite_path else None
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -82,8 +93,29 @@ class Database:
         guard: Any = (
             self._write_lock.hold(urgent=urgent) if self._write_lock is not None else nullcontext()
         )
-        async with guard, self.engine.begin() as conn:
-            yield conn
+        async with guard:
+            async with self.engine.begin() as conn:
+                yield conn
+            if self.checkpointer is not None:
+                self.checkpointer.note_write()
+
+    @property
+    def has_batch_writer(self) -> bool:
+        return self._writer is not None
+
+    async def write_batch(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` as one urgent write transaction on the dedicated SQLite connection.
+
+        Only for SQLite files (``has_batch_writer``); ``work`` runs on the writer's thread with
+        plain ``sqlite3`` and must not touch the event loop.
+        """
+        if self._writer is None or self._write_lock is None:
+            raise RuntimeError("write_batch needs a SQLite database file")
+        async with self._write_lock.hold(urgent=True):
+            result = await self._writer.run(work)
+        if self.checkpointer is not None:
+            self.checkpointer.note_write()
+        return result
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -91,4 +123,8 @@ class Database:
             yield conn
 
     async def dispose(self) -> None:
+        if self._writer is not None:
+            await self._writer.close()
+        if self.checkpointer is not None:
+            await self.checkpointer.close()
         await self.engine.dispose()

@@ -2,7 +2,8 @@
 
 SQLite is the zero-setup default for one process. WAL lets the webhook view append deliveries
 while workers read; ``synchronous=NORMAL`` in WAL mode still survives a process crash (only an OS
-crash can lose the last commits), which is the failure the queue's leases are built for.
+crash can lose the last commits), which is the failure the queue's leases are built for. The
+pragmas, and why checkpoints run in the background, are in ``sqlite_writer``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from sqlalchemy import event
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+
+from app.store.sqlite_writer import configure_sqlite_connection
 
 
 def create_engine(database_url: str) -> AsyncEngine:
@@ -35,9 +38,4 @@ def create_engine(database_url: str) -> AsyncEngine:
 def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
+        configure_sqlite_connection(dbapi_connection)

@@ -1,0 +1,181 @@
+"""SQLite's intake path (one call on a dedicated connection) and its background checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.queue import DONE, QUEUED, DeliveryQueue, NewDelivery
+from app.store import migrate
+from app.store.db import Database
+from app.store.sqlite_writer import SQLiteWriter
+
+
+def new(delivery_id: str, *, needs_handling: bool = True, payload: str = "{}") -> NewDelivery:
+    return NewDelivery(
+        id=delivery_id,
+        event="pull_request",
+        action="opened",
+        installation_id=7,
+        repository="octo/demo",
+        pr_key="octo/demo#1",
+        payload=payload,
+        needs_handling=needs_handling,
+    )
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database.from_url(f"sqlite+aiosqlite:///{tmp_path / 'intake.db'}")
+    await migrate.upgrade(database.engine)
+    yield database
+    await database.dispose()
+
+
+def stored_rows(path: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(
+            "SELECT id, event, action, installation_id, repository, pr_key, payload, status,"
+            " attempts, typeof(received_at), typeof(next_attempt_at), finished_at IS NULL,"
+            " length(received_at), leased_by, lease_expires_at, last_error"
+            " FROM deliveries ORDER BY id"
+        ).fetchall()
+
+
+async def test_file_databases_get_the_batch_writer_and_memory_ones_do_not(
+    db: Database,
+) -> None:
+    assert db.has_batch_writer
+    memory = Database(create_async_engine("sqlite+aiosqlite:///:memory:"))
+    try:
+        assert not memory.has_batch_writer
+        with pytest.raises(RuntimeError, match="SQLite database file"):
+            await memory.write_batch(lambda conn: None)
+    finally:
+        await memory.dispose()
+
+
+async def test_writer_stores_rows_exactly_as_sqlalchemy_does(db: Database, tmp_path: Path) -> None:
+    """The plain-sqlite3 insert and the SQLAlchemy insert leave byte-identical rows."""
+    other = Database.from_url(f"sqlite+aiosqlite:///{tmp_path / 'reference.db'}")
+    await migrate.upgrade(other.engine)
+    other._writer = None  # the SQLAlchemy path, as on PostgreSQL
+    try:
+        batch = [new("a"), new("b", needs_handling=False, payload='{"x": "é"}')]
+        assert await DeliveryQueue(db, lease_seconds=30).insert_batch(batch) == {"a", "b"}
+        assert await DeliveryQueue(other, lease_seconds=30).insert_batch(batch) == {"a", "b"}
+    finally:
+        await other.dispose()
+    assert db.sqlite_path is not None and other.sqlite_path is not None
+    ours, reference = stored_rows(db.sqlite_path), stored_rows(other.sqlite_path)
+    assert ours == reference
+    assert [row[7] for row in ours] == [QUEUED, DONE]
+    # The stored times read back as aware datetimes through SQLAlchemy, like any other row.
+    row = await DeliveryQueue(db, lease_seconds=30).get("a")
+    assert row is not None and row.received_at.tzinfo is not None
+    assert row.next_attempt_at == row.received_at
+
+
+async def test_writer_reports_only_ids_it_inserted(db: Database) -> None:
+    queue = DeliveryQueue(db, lease_seconds=30)
+    assert await queue.insert_batch([new("a"), new("b"), new("a")]) == {"a", "b"}
+    assert await queue.insert_batch([new("a"), new("c")]) == {"c"}
+    assert await queue.insert_batch([new("c"), new("b")]) == set()
+    assert db.sqlite_path is not None
+    assert [r[0] for r in stored_rows(db.sqlite_path)] == ["a", "b", "c"]
+
+
+async def test_a_failing_batch_is_rolled_back_and_the_writer_keeps_working(
+    db: Database,
+) -> None:
+    def half_then_fail(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO deliveries (id, event, payload, received_at, status, attempts,"
+            " next_attempt_at) VALUES ('half', 'push', '{}', '2026-01-01 00:00:00.000000',"
+            " 'queued', 0, '2026-01-01 00:00:00.000000')"
+        )
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        await db.write_batch(half_then_fail)
+    queue = DeliveryQueue(db, lease_seconds=30)
+    assert await queue.get("half") is None
+    assert await queue.insert_batch([new("after")]) == {"after"}
+    # The in-process write lock was released: an ordinary write goes through too.
+    assert await queue.requeue("after")
+
+
+async def test_a_cancelled_caller_waits_for_its_transaction_to_end(tmp_path: Path) -> None:
+    path = str(tmp_path / "cancel.db")
+    sqlite3.connect(path).execute("CREATE TABLE t (x INTEGER)").connection.close()
+    writer = SQLiteWriter(path)
+    started, release = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def slow(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t VALUES (1)")
+        loop.call_soon_threadsafe(started.set)
+        asyncio.run_coroutine_threadsafe(release.wait(), loop).result(timeout=10)
+
+    task = asyncio.create_task(writer.run(slow))
+    await started.wait()
+    task.cancel()
+    await asyncio.sleep(0)
+    assert not task.done()  # still waiting for the thread: the file is not free yet
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sqlite3.connect(path).execute("SELECT count(*) FROM t").fetchone() == (1,)
+    await writer.close()
+
+
+async def test_every_connection_leaves_checkpoints_to_the_checkpointer(db: Database) -> None:
+    async with db.read() as conn:
+        result = await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")
+        assert result.scalar_one() == 0
+    modes: list[str] = []
+
+    def read_pragmas(conn: sqlite3.Connection) -> None:
+        modes.append(conn.execute("PRAGMA journal_mode").fetchone()[0])
+        modes.append(str(conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]))
+
+    await db.write_batch(read_pragmas)
+    assert modes == ["wal", "0"]
+
+
+async def test_writes_are_checkpointed_in_the_background(db: Database) -> None:
+    checkpointer = db.checkpointer
+    assert checkpointer is not None
+    queue = DeliveryQueue(db, lease_seconds=30)
+    await queue.insert_batch([new(f"d-{i}", payload="x" * 5000) for i in range(40)])
+    for _ in range(1000):
+        if checkpointer.checkpoints:
+            break
+        await asyncio.sleep(0.01)
+    assert checkpointer.checkpoints >= 1
+    # Everything the WAL held is now in the database file: a checkpoint has nothing left to copy
+    # that a previous one did not already copy.
+    busy, frames, copied = await asyncio.to_thread(checkpointer.checkpoint)
+    assert busy == 0 and frames == copied and frames >= 0
+
+
+async def test_dispose_leaves_the_wal_checkpointed(tmp_path: Path) -> None:
+    path = tmp_path / "closing.db"
+    db = Database.from_url(f"sqlite+aiosqlite:///{path}")
+    await migrate.upgrade(db.engine)
+    await DeliveryQueue(db, lease_seconds=30).insert_batch([new("kept", payload="y" * 20000)])
+    await db.dispose()
+    # Every connection is closed (the last one to close folds the WAL in and removes it), and
+    # the row is in the database file itself.
+    wal = tmp_path / "closing.db-wal"
+    assert not wal.exists() or wal.stat().st_size == 0
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        assert conn.execute("SELECT count(*) FROM deliveries").fetchone() == (1,)
+    finally:
+        conn.close()
