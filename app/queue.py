@@ -483,6 +483,13 @@ class IntakeWriter:
                 batch.append(self._pending.get_nowait())
             try:
                 new_ids = await self._queue.insert_batch([item for item, _ in batch])
+            except asyncio.CancelledError:
+                # Stopping: the batch may or may not be stored; a 503 makes GitHub redeliver it,
+                # and a redelivery of a stored one is recognised and not handled twice.
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(RuntimeError("server is shutting down"))
+                raise
             except Exception as exc:  # the database is down: fail these requests, keep serving
                 log.exception("could not store %d deliveries", len(batch))
                 for _, future in batch:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.queue import DONE, QUEUED, DeliveryQueue, NewDelivery
+from app.queue import DONE, QUEUED, DeliveryQueue, IntakeWriter, NewDelivery
 from app.store import migrate
 from app.store.db import Database
 from app.store.sqlite_writer import SQLiteWriter
@@ -179,3 +179,28 @@ async def test_dispose_leaves_the_wal_checkpointed(tmp_path: Path) -> None:
         assert conn.execute("SELECT count(*) FROM deliveries").fetchone() == (1,)
     finally:
         conn.close()
+
+
+async def test_stopping_mid_batch_answers_its_requests(db: Database) -> None:
+    """A batch in flight when the writer stops fails its waiters instead of leaving them hanging;
+    the rows it stored are recognised as redeliveries afterwards."""
+    assert db.sqlite_path is not None
+    queue = DeliveryQueue(db, lease_seconds=30)
+    blocker = sqlite3.connect(db.sqlite_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the writer's BEGIN IMMEDIATE waits behind this
+    writer = IntakeWriter(queue, on_commit=lambda n: None)
+    writer.start()
+    submitted = asyncio.create_task(writer.submit(new("in-flight")))
+    for _ in range(500):
+        await asyncio.sleep(0.01)
+        if writer._pending.empty():  # taken into a batch
+            break
+    stopping = asyncio.create_task(writer.stop())
+    await asyncio.sleep(0.05)
+    assert not stopping.done()  # waiting for the transaction, not abandoning it
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    await stopping
+    with pytest.raises(RuntimeError, match="shutting down"):
+        await asyncio.wait_for(submitted, timeout=10)
+    assert await queue.insert_batch([new("in-flight")]) == set()

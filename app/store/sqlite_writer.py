@@ -84,10 +84,12 @@ class SQLiteWriter:
         connection.execute("BEGIN IMMEDIATE")
         try:
             result = work(connection)
+            connection.execute("COMMIT")
         except BaseException:
-            connection.execute("ROLLBACK")
+            # Some errors (a full disk, an I/O error) end the transaction themselves.
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
             raise
-        connection.execute("COMMIT")
         self.commits += 1
         return result
 
