@@ -204,3 +204,17 @@ async def test_stopping_mid_batch_answers_its_requests(db: Database) -> None:
     with pytest.raises(RuntimeError, match="shutting down"):
         await asyncio.wait_for(submitted, timeout=10)
     assert await queue.insert_batch([new("in-flight")]) == set()
+
+
+async def test_a_file_uri_database_is_written_where_sqlalchemy_reads(tmp_path: Path) -> None:
+    path = tmp_path / "uri.db"
+    db = Database.from_url(f"sqlite+aiosqlite:///file:{path}?mode=rwc&uri=true")
+    try:
+        await migrate.upgrade(db.engine)
+        assert db.has_batch_writer
+        queue = DeliveryQueue(db, lease_seconds=30)
+        assert await queue.insert_batch([new("via-uri")]) == {"via-uri"}
+        assert await queue.get("via-uri") is not None
+    finally:
+        await db.dispose()
+    assert [row[0] for row in stored_rows(str(path))] == ["via-uri"]

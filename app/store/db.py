@@ -58,18 +58,25 @@ class _WriteLock:
             self._lock.release()
 
 
+def _sqlite_file(engine: AsyncEngine) -> tuple[str | None, bool]:
+    """The file (and whether it is a ``file:`` URI) exactly as SQLAlchemy's driver opens it;
+    None for an in-memory database, which a second connection would not share."""
+    args, kwargs = engine.dialect.create_connect_args(engine.url)
+    name = str(args[0]) if args else ":memory:"
+    uri = bool(kwargs.get("uri"))
+    if name == ":memory:" or (uri and "mode=memory" in name):
+        return None, uri
+    return name, uri
+
+
 class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._write_lock = _WriteLock() if self.is_sqlite else None
-        path = engine.url.database if self.is_sqlite else None
-        # A file, not ":memory:" (a second connection would see another, empty database).
-        self.sqlite_path = (
-            path if path and path != ":memory:" and "mode=memory" not in path else None
-        )
-        self._writer = SQLiteWriter(self.sqlite_path) if self.sqlite_path else None
-        self.checkpointer = WalCheckpointer(self.sqlite_path) if self.sqlite_path else None
+        self.sqlite_path, uri = _sqlite_file(engine) if self.is_sqlite else (None, False)
+        self._writer = SQLiteWriter(self.sqlite_path, uri=uri) if self.sqlite_path else None
+        self.checkpointer = WalCheckpointer(self.sqlite_path, uri=uri) if self.sqlite_path else None
 
     @classmethod
     def from_url(cls, url: str) -> Database:

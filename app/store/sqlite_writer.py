@@ -47,9 +47,11 @@ def configure_sqlite_connection(connection: Any) -> None:
         cursor.close()
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def _connect(path: str, *, uri: bool) -> sqlite3.Connection:
     # isolation_level=None: transactions are the explicit BEGIN/COMMIT below, nothing implicit.
-    connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    connection = sqlite3.connect(
+        path, timeout=30, isolation_level=None, check_same_thread=False, uri=uri
+    )
     configure_sqlite_connection(connection)
     return connection
 
@@ -57,8 +59,9 @@ def _connect(path: str) -> sqlite3.Connection:
 class SQLiteWriter:
     """One connection on one thread; ``run`` executes a function as one write transaction."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, uri: bool = False) -> None:
         self._path = path
+        self._uri = uri
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._connection: sqlite3.Connection | None = None
         self.commits = 0
@@ -79,7 +82,7 @@ class SQLiteWriter:
 
     def _transact(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if self._connection is None:
-            self._connection = _connect(self._path)
+            self._connection = _connect(self._path, uri=self._uri)
         connection = self._connection
         connection.execute("BEGIN IMMEDIATE")
         try:
@@ -111,8 +114,9 @@ class WalCheckpointer:
     of its own. A checkpoint that fails is logged and tried again after the next write.
     """
 
-    def __init__(self, path: str, *, interval: float = 0.5) -> None:
+    def __init__(self, path: str, *, uri: bool = False, interval: float = 0.5) -> None:
         self._path = path
+        self._uri = uri
         self._interval = interval
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -143,7 +147,7 @@ class WalCheckpointer:
         assert mode in {"PASSIVE", "FULL", "RESTART", "TRUNCATE"}
         with self._lock:
             if self._connection is None:
-                self._connection = _connect(self._path)
+                self._connection = _connect(self._path, uri=self._uri)
             started = time.perf_counter()
             row = self._connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
             self.last_duration_s = time.perf_counter() - started
