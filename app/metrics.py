@@ -13,11 +13,11 @@ class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     # Labelled children by (metric, label value): ``labels()`` validates and locks on every
     # call, which the webhook view would pay several times per delivery.
-    _children: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+    _children: dict[tuple[Counter, str], Any] = field(default_factory=dict, repr=False)
 
     def inc(self, metric: Counter, value: str) -> None:
         """Add one to ``metric``'s child for its single label ``value``."""
-        key = (metric._name, value)
+        key = (metric, value)
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = metric.labels(value)

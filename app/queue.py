@@ -115,10 +115,6 @@ _INTAKE_COLUMNS = (
 )
 
 
-def _same(value: Any) -> Any:
-    return value
-
-
 class RetryLater(Exception):
     """Raised by a handler to reschedule its delivery at a given time (e.g. a rate-limit reset)."""
 
@@ -152,7 +148,8 @@ class DeliveryQueue:
         )
         # The SQLite intake path writes through plain sqlite3 (see ``_insert_sqlite``).
         to_text = deliveries.c.received_at.type.bind_processor(db.engine.dialect)
-        self._sqlite_time: Callable[[datetime], Any] = to_text or _same
+        assert to_text is not None, "UTCDateTime always converts for the database"
+        self._sqlite_time: Callable[[datetime], Any] = to_text
         # Built from the constant column list: no value is ever spliced into the text.
         self._insert_sql = (
             f"INSERT INTO deliveries ({', '.join(_INTAKE_COLUMNS)}) "  # noqa: S608

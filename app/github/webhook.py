@@ -38,13 +38,13 @@ def parse_delivery(
     body: bytes,
     *,
     secret: str,
-    content_type: str | None = None,
-    charset: str | None = None,
+    content_type: str,
+    charset: str | None,
 ) -> sansio.Event:
     """Verify and decode a delivery; raise ``WebhookRejection`` with the status to answer.
 
-    ``content_type`` and ``charset`` are the request's, already parsed (aiohttp's); without
-    them they are read from ``headers``.
+    ``content_type`` (lower case, no parameters) and ``charset`` are the request's, as aiohttp
+    already parsed them.
     """
     if not secret:
         raise WebhookRejection(500, "webhook secret is not configured")
@@ -58,8 +58,6 @@ def parse_delivery(
     delivery_id = lowered.get("x-github-delivery")
     if not delivery_id:
         raise WebhookRejection(400, "missing X-GitHub-Delivery header")
-    if content_type is None:
-        content_type, charset = _parse_content_type(lowered.get("content-type", ""))
     if content_type not in SUPPORTED_CONTENT_TYPES:
         raise WebhookRejection(
             415, "content type must be application/json or application/x-www-form-urlencoded"
@@ -86,16 +84,6 @@ def parse_delivery(
     if not isinstance(data, dict):
         raise WebhookRejection(400, "payload must be a JSON object")
     return event
-
-
-def _parse_content_type(value: str) -> tuple[str, str | None]:
-    kind, _, params = value.partition(";")
-    charset = None
-    for param in params.split(";"):
-        name, _, setting = param.partition("=")
-        if name.strip().lower() == "charset":
-            charset = setting.strip().strip('"')
-    return kind.strip().lower(), charset
 
 
 def is_utf8(charset: str | None) -> bool:

@@ -20,7 +20,6 @@ import contextlib
 import logging
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -64,7 +63,6 @@ class SQLiteWriter:
         self._uri = uri
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._connection: sqlite3.Connection | None = None
-        self.commits = 0
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` inside ``BEGIN IMMEDIATE … COMMIT`` (rolled back if it raises).
@@ -93,7 +91,6 @@ class SQLiteWriter:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
-        self.commits += 1
         return result
 
     async def close(self) -> None:
@@ -123,7 +120,6 @@ class WalCheckpointer:
         self._connection: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self.checkpoints = 0
-        self.last_duration_s = 0.0
 
     def note_write(self) -> None:
         self._dirty.set()
@@ -142,15 +138,12 @@ class WalCheckpointer:
             except Exception:
                 log.exception("WAL checkpoint failed; retrying after the next write")
 
-    def checkpoint(self, mode: str = "PASSIVE") -> tuple[int, int, int]:
+    def checkpoint(self) -> tuple[int, int, int]:
         """Run one checkpoint now (blocking): SQLite's (busy, WAL frames, frames copied)."""
-        assert mode in {"PASSIVE", "FULL", "RESTART", "TRUNCATE"}
         with self._lock:
             if self._connection is None:
                 self._connection = _connect(self._path, uri=self._uri)
-            started = time.perf_counter()
-            row = self._connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
-            self.last_duration_s = time.perf_counter() - started
+            row = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             self.checkpoints += 1
         return int(row[0]), int(row[1]), int(row[2])
 
