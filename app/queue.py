@@ -20,6 +20,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -115,6 +116,17 @@ _INTAKE_COLUMNS = (
 )
 
 
+def _unique(batch: Sequence[NewDelivery]) -> list[NewDelivery]:
+    """The batch without repeated ids (the first of each is kept)."""
+    seen: set[str] = set()
+    unique: list[NewDelivery] = []
+    for item in batch:
+        if item.id not in seen:
+            seen.add(item.id)
+            unique.append(item)
+    return unique
+
+
 class RetryLater(Exception):
     """Raised by a handler to reschedule its delivery at a given time (e.g. a rate-limit reset)."""
 
@@ -150,28 +162,22 @@ class DeliveryQueue:
         to_text = deliveries.c.received_at.type.bind_processor(db.engine.dialect)
         assert to_text is not None, "UTCDateTime always converts for the database"
         self._sqlite_time: Callable[[datetime], Any] = to_text
-        # Built from the constant column list: no value is ever spliced into the text.
-        self._insert_sql = (
-            f"INSERT INTO deliveries ({', '.join(_INTAKE_COLUMNS)}) "  # noqa: S608
-            f"VALUES ({', '.join('?' * len(_INTAKE_COLUMNS))}) ON CONFLICT (id) DO NOTHING"
-        )
-        self._select_existing: dict[int, str] = {}
+        # Statement texts per batch size, built from the constant column list and placeholders
+        # only: no value is ever spliced into the text.
+        self._insert_many: dict[int, str] = {}
+        self._select_stored: dict[int, str] = {}
+        self._last_batch_at: datetime | None = None
 
     # ------------------------------------------------------------------ intake
 
     async def insert_batch(self, batch: Sequence[NewDelivery]) -> set[str]:
         """Insert deliveries not seen before; return the ids that were new."""
-        unique: list[NewDelivery] = []
-        seen: set[str] = set()
-        for item in batch:
-            if item.id not in seen:
-                seen.add(item.id)
-                unique.append(item)
+        unique = _unique(batch)
         if not unique:
             return set()
-        now = utcnow()
         if self.db.has_batch_writer:
-            return await self._insert_sqlite(unique, now)
+            return await self.db.write_batch(self.sqlite_insert(unique))
+        now = utcnow()
         rows = [
             {
                 "id": item.id,
@@ -193,14 +199,19 @@ class DeliveryQueue:
             result = await conn.execute(self._insert_stmt, rows)
             return {row[0] for row in result}
 
-    async def _insert_sqlite(self, items: list[NewDelivery], now: datetime) -> set[str]:
-        """The same insert as one call on the SQLite writer's thread (see ``sqlite_writer``).
+    def sqlite_insert(
+        self, batch: Sequence[NewDelivery]
+    ) -> Callable[[sqlite3.Connection], set[str]]:
+        """``insert_batch`` as work for the SQLite writer's thread (see ``sqlite_writer``).
 
-        ``BEGIN IMMEDIATE`` holds the file's write lock from the first statement, so the ids
-        found missing are exactly the ones this transaction inserts. The time is converted by
-        the column type's own bind processor, so rows are stored exactly as SQLAlchemy would.
+        The whole batch is one ``INSERT … ON CONFLICT DO NOTHING``, a transaction by itself.
+        When it stores fewer rows than it was given, some ids were there before (redeliveries);
+        the rows it stored are then the ones carrying its ``received_at``, which no earlier
+        batch of this queue used. The time is converted by the column type's own bind
+        processor, so rows are stored exactly as SQLAlchemy would.
         """
-        at = self._sqlite_time(now)
+        items = _unique(batch)
+        at = self._sqlite_time(self._batch_time())
         values = [
             (
                 item.id,
@@ -219,22 +230,49 @@ class DeliveryQueue:
             for item in items
         ]
         ids = [item.id for item in items]
-        select_sql = self._select_existing_sql(len(ids))
 
         def insert(connection: sqlite3.Connection) -> set[str]:
-            existing = {r[0] for r in connection.execute(select_sql, ids)}
-            fresh = [v for v in values if v[0] not in existing] if existing else values
-            connection.executemany(self._insert_sql, fresh)
-            return {v[0] for v in fresh}
+            if not ids:
+                return set()
+            # One statement for the whole batch, not ``executemany``: a statement per row
+            # would take and release the GIL per row, against the event loop.
+            flat = [value for row in values for value in row]
+            stored = connection.execute(self._insert_many_sql(len(ids)), flat).rowcount
+            if stored == len(ids):
+                return set(ids)
+            mine = connection.execute(self._select_stored_sql(len(ids)), [at, *ids])
+            return {row[0] for row in mine}
 
-        return await self.db.write_batch(insert)
+        return insert
 
-    def _select_existing_sql(self, count: int) -> str:
-        sql = self._select_existing.get(count)
+    def _batch_time(self) -> datetime:
+        """Now, but always later than the previous batch's time (see ``sqlite_insert``)."""
+        now = utcnow()
+        if self._last_batch_at is not None and now <= self._last_batch_at:
+            now = self._last_batch_at + timedelta(microseconds=1)
+        self._last_batch_at = now
+        return now
+
+    def _insert_many_sql(self, count: int) -> str:
+        sql = self._insert_many.get(count)
+        if sql is None:
+            row = f"({', '.join('?' * len(_INTAKE_COLUMNS))})"
+            sql = (
+                f"INSERT INTO deliveries ({', '.join(_INTAKE_COLUMNS)}) "  # noqa: S608
+                f"VALUES {', '.join([row] * count)} ON CONFLICT (id) DO NOTHING"
+            )
+            self._insert_many[count] = sql
+        return sql
+
+    def _select_stored_sql(self, count: int) -> str:
+        sql = self._select_stored.get(count)
         if sql is None:
             marks = ",".join("?" * count)
-            sql = f"SELECT id FROM deliveries WHERE id IN ({marks})"  # noqa: S608 - placeholders only
-            self._select_existing[count] = sql
+            sql = (
+                "SELECT id FROM deliveries "  # noqa: S608 - placeholders only
+                f"WHERE received_at = ? AND id IN ({marks})"
+            )
+            self._select_stored[count] = sql
         return sql
 
     # ------------------------------------------------------------------ claiming
@@ -438,6 +476,9 @@ class DeliveryQueue:
             return (await conn.execute(stmt)).rowcount
 
 
+_Waiting = tuple[NewDelivery, "asyncio.Future[bool]"]
+
+
 class IntakeWriter:
     """Group commit for the webhook view: many waiting requests, one transaction."""
 
@@ -447,7 +488,7 @@ class IntakeWriter:
         self._queue = queue
         self._on_commit = on_commit
         self._max_batch = max_batch
-        self._pending: asyncio.Queue[tuple[NewDelivery, asyncio.Future[bool]]] = asyncio.Queue()
+        self._pending: asyncio.Queue[_Waiting] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -473,35 +514,73 @@ class IntakeWriter:
         return await future
 
     async def _run(self) -> None:
+        threaded = self._queue.db.has_batch_writer
         while True:
             first = await self._pending.get()
             batch = [first]
             while len(batch) < self._max_batch and not self._pending.empty():
                 batch.append(self._pending.get_nowait())
             try:
-                new_ids = await self._queue.insert_batch([item for item, _ in batch])
+                if threaded:
+                    await self._store_on_writer_thread(batch)
+                else:
+                    self._settle(batch, await self._queue.insert_batch([i for i, _ in batch]))
             except asyncio.CancelledError:
                 # Stopping: the batch may or may not be stored; a 503 makes GitHub redeliver it,
                 # and a redelivery of a stored one is recognised and not handled twice.
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(RuntimeError("server is shutting down"))
+                self._fail(batch, RuntimeError("server is shutting down"))
                 raise
             except Exception as exc:  # the database is down: fail these requests, keep serving
                 log.exception("could not store %d deliveries", len(batch))
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            claimed: set[str] = set()
-            for item, future in batch:
-                is_new = item.id in new_ids and item.id not in claimed
-                claimed.add(item.id)
-                if not future.done():
-                    future.set_result(is_new)
-            queued = sum(1 for item, _ in batch if item.id in new_ids and item.needs_handling)
-            if queued:
-                self._on_commit(queued)
+                self._fail(batch, exc)
+
+    async def _store_on_writer_thread(self, batch: list[_Waiting]) -> None:
+        """SQLite: the batch is one transaction on the writer's thread, and its outcome answers
+        the waiting requests directly from the one callback that brings it back to the loop."""
+        finished = asyncio.get_running_loop().create_future()
+        arrived = asyncio.Event()
+
+        def on_done(outcome: Future[set[str]]) -> None:
+            try:
+                error = outcome.exception()
+                if error is None:
+                    self._settle(batch, outcome.result())
+                else:
+                    log.error("could not store %d deliveries", len(batch), exc_info=error)
+                    self._fail(batch, error)
+            finally:
+                arrived.set()
+                if not finished.done():
+                    finished.set_result(None)
+
+        async with self._queue.db.batch_writer() as writer:
+            work = self._queue.sqlite_insert([item for item, _ in batch])
+            writer.submit(work, on_done, single_statement=True)
+            try:
+                await finished
+            except asyncio.CancelledError:
+                # The transaction runs on regardless: keep the write lock until it has ended,
+                # and let its outcome answer the requests it holds.
+                with contextlib.suppress(asyncio.CancelledError):
+                    await arrived.wait()
+                raise
+
+    def _settle(self, batch: list[_Waiting], new_ids: set[str]) -> None:
+        claimed: set[str] = set()
+        for item, future in batch:
+            is_new = item.id in new_ids and item.id not in claimed
+            claimed.add(item.id)
+            if not future.done():
+                future.set_result(is_new)
+        queued = sum(1 for item, _ in batch if item.id in new_ids and item.needs_handling)
+        if queued:
+            self._on_commit(queued)
+
+    @staticmethod
+    def _fail(batch: list[_Waiting], error: BaseException) -> None:
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(error)
 
 
 Handler = Callable[[Delivery], Awaitable[None]]

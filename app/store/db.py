@@ -125,6 +125,20 @@ class Database:
         return result
 
     @asynccontextmanager
+    async def batch_writer(self) -> AsyncIterator[SQLiteWriter]:
+        """The dedicated SQLite connection's writer, with the write lock held (urgent).
+
+        For callers that start a transaction with ``SQLiteWriter.submit`` and wait for its
+        outcome themselves; they must not leave the block before that outcome has arrived.
+        """
+        if self._writer is None or self._write_lock is None:
+            raise RuntimeError("batch_writer needs a SQLite database file")
+        async with self._write_lock.hold(urgent=True):
+            yield self._writer
+        if self.checkpointer is not None:
+            self.checkpointer.note_write()
+
+    @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.connect() as conn:
             yield conn

@@ -21,7 +21,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,35 @@ class SQLiteWriter:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._connection: sqlite3.Connection | None = None
 
+    def submit(
+        self,
+        work: Callable[[sqlite3.Connection], T],
+        on_done: Callable[[Future[T]], None],
+        *,
+        single_statement: bool = False,
+    ) -> None:
+        """Start ``work`` as one transaction; ``on_done`` gets its outcome on the event loop.
+
+        ``single_statement``: ``work`` makes its change in one statement, which SQLite runs as a
+        transaction of its own, so no ``BEGIN``/``COMMIT`` is sent around it. Each statement
+        is a step taken without the GIL and needs it back afterwards, which, while the event
+        loop is busy, waits for the loop to let go of it; one step instead of three is that
+        wait once instead of three times.
+
+        The outcome comes back in one call scheduled on the loop. Awaiting a wrapped executor
+        future instead costs a loop iteration per layer (the thread's result, the asyncio
+        future, each awaiting coroutine's task), and under load every iteration is milliseconds
+        of other requests: the group commit's waiters would wait for the loop, not the disk.
+        """
+        loop = asyncio.get_running_loop()
+
+        def back_to_loop(outcome: Future[T]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed while this transaction ran
+                loop.call_soon_threadsafe(on_done, outcome)
+
+        run = self._autocommit if single_statement else self._transact
+        self._executor.submit(run, work).add_done_callback(back_to_loop)
+
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` inside ``BEGIN IMMEDIATE … COMMIT`` (rolled back if it raises).
 
@@ -78,10 +107,16 @@ class SQLiteWriter:
                 await future
             raise
 
-    def _transact(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    def _connected(self) -> sqlite3.Connection:
         if self._connection is None:
             self._connection = _connect(self._path, uri=self._uri)
-        connection = self._connection
+        return self._connection
+
+    def _autocommit(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return work(self._connected())
+
+    def _transact(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        connection = self._connected()
         connection.execute("BEGIN IMMEDIATE")
         try:
             result = work(connection)
