@@ -40,6 +40,7 @@ from sqlalchemy import (
 )
 
 from app.store.db import Database
+from app.store.sqlite_writer import SQLiteWriter
 from app.store.tables import deliveries
 from app.store.types import UTCDateTime, utcnow
 
@@ -516,10 +517,7 @@ class IntakeWriter:
     async def _run(self) -> None:
         threaded = self._queue.db.has_batch_writer
         while True:
-            first = await self._pending.get()
-            batch = [first]
-            while len(batch) < self._max_batch and not self._pending.empty():
-                batch.append(self._pending.get_nowait())
+            batch = self._take(await self._pending.get())
             try:
                 if threaded:
                     await self._store_on_writer_thread(batch)
@@ -534,9 +532,31 @@ class IntakeWriter:
                 log.exception("could not store %d deliveries", len(batch))
                 self._fail(batch, exc)
 
+    def _take(self, first: _Waiting) -> list[_Waiting]:
+        batch = [first]
+        while len(batch) < self._max_batch and not self._pending.empty():
+            batch.append(self._pending.get_nowait())
+        return batch
+
     async def _store_on_writer_thread(self, batch: list[_Waiting]) -> None:
-        """SQLite: the batch is one transaction on the writer's thread, and its outcome answers
-        the waiting requests directly from the one callback that brings it back to the loop."""
+        """SQLite: store this batch and every batch that queues up meanwhile, keeping the write
+        lock until intake goes quiet.
+
+        Background writers (workers claiming and finishing deliveries) wait for that gap: a
+        worker's transaction goes through SQLAlchemy's async adapter, several loop iterations
+        long, and every acknowledgement would wait behind it. Deliveries are durable once
+        stored, so the workers lose nothing by waiting for a burst to pass.
+        """
+        async with self._queue.db.batch_writer() as writer:
+            while True:
+                await self._commit(writer, batch)
+                if self._pending.empty():
+                    return
+                batch = self._take(self._pending.get_nowait())
+
+    async def _commit(self, writer: SQLiteWriter, batch: list[_Waiting]) -> None:
+        """One batch, one transaction on the writer's thread; its outcome answers the waiting
+        requests directly from the one callback that brings it back to the loop."""
         finished = asyncio.get_running_loop().create_future()
         arrived = asyncio.Event()
 
@@ -544,6 +564,7 @@ class IntakeWriter:
             try:
                 error = outcome.exception()
                 if error is None:
+                    self._queue.db.note_write()
                     self._settle(batch, outcome.result())
                 else:
                     log.error("could not store %d deliveries", len(batch), exc_info=error)
@@ -553,17 +574,16 @@ class IntakeWriter:
                 if not finished.done():
                     finished.set_result(None)
 
-        async with self._queue.db.batch_writer() as writer:
-            work = self._queue.sqlite_insert([item for item, _ in batch])
-            writer.submit(work, on_done, single_statement=True)
-            try:
-                await finished
-            except asyncio.CancelledError:
-                # The transaction runs on regardless: keep the write lock until it has ended,
-                # and let its outcome answer the requests it holds.
-                with contextlib.suppress(asyncio.CancelledError):
-                    await arrived.wait()
-                raise
+        work = self._queue.sqlite_insert([item for item, _ in batch])
+        writer.submit(work, on_done, single_statement=True)
+        try:
+            await finished
+        except asyncio.CancelledError:
+            # The transaction runs on regardless: keep the write lock until it has ended, and
+            # let its outcome answer the requests it holds.
+            with contextlib.suppress(asyncio.CancelledError):
+                await arrived.wait()
+            raise
 
     def _settle(self, batch: list[_Waiting], new_ids: set[str]) -> None:
         claimed: set[str] = set()

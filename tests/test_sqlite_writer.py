@@ -266,3 +266,73 @@ async def test_a_failed_batch_fails_its_requests_and_the_writer_keeps_serving(
     finally:
         await writer.stop()
     assert [r[0] for r in stored_rows(str(db.sqlite_path))] == ["after"]
+
+
+async def test_the_write_lock_goes_to_urgent_writers_first_and_survives_cancelled_waiters(
+    db: Database,
+) -> None:
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with db.write():
+            order.append("holder")
+            await release.wait()
+
+    async def writer(name: str, *, urgent: bool) -> None:
+        async with db.write(urgent=urgent):
+            order.append(name)
+
+    first = asyncio.create_task(holder())
+    await asyncio.sleep(0.05)
+    background = asyncio.create_task(writer("background", urgent=False))
+    await asyncio.sleep(0.01)
+    cancelled = asyncio.create_task(writer("cancelled", urgent=True))
+    await asyncio.sleep(0.01)
+    urgent = asyncio.create_task(writer("urgent", urgent=True))
+    await asyncio.sleep(0.01)
+    cancelled.cancel()
+    release.set()
+    await asyncio.wait_for(asyncio.gather(first, background, urgent), timeout=10)
+    assert cancelled.cancelled()
+    # The urgent writer overtook the background one that had waited longer; the cancelled one
+    # neither ran nor kept anyone waiting; and the lock is free again afterwards.
+    assert order == ["holder", "urgent", "background"]
+    await asyncio.wait_for(writer("later", urgent=False), timeout=5)
+    assert order[-1] == "later"
+
+
+async def test_intake_keeps_the_writer_while_deliveries_keep_coming(db: Database) -> None:
+    """A background write that asks during a burst runs once the burst's batches are stored."""
+    assert db.sqlite_path is not None
+    queue = DeliveryQueue(db, lease_seconds=30)
+    writer = IntakeWriter(queue, on_commit=lambda n: None)
+    writer.start()
+    blocker = sqlite3.connect(db.sqlite_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # holds the first batch on the writer's thread
+
+    seen_by_background: list[int] = []
+
+    async def background() -> None:
+        async with db.write():
+            seen_by_background.append(len(stored_rows(str(db.sqlite_path))))
+
+    try:
+        burst = [asyncio.create_task(writer.submit(new(f"b{i}"))) for i in range(50)]
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if writer._pending.empty():  # taken into a batch: intake holds the write lock
+                break
+        waiting = asyncio.create_task(background())
+        more = [asyncio.create_task(writer.submit(new(f"c{i}"))) for i in range(50)]
+        await asyncio.sleep(0.05)
+        blocker.execute("ROLLBACK")
+        results = await asyncio.wait_for(asyncio.gather(*burst, *more), timeout=30)
+        await asyncio.wait_for(waiting, timeout=10)
+    finally:
+        blocker.close()
+        await writer.stop()
+    assert all(results)
+    # Both batches, the one in flight and the one that queued behind it, were stored before
+    # the background writer had its turn.
+    assert seen_by_background == [100]

@@ -14,7 +14,9 @@ a dedicated connection (``write_batch``); every commit schedules a background WA
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, nullcontext
 from typing import Any, TypeVar
@@ -31,31 +33,52 @@ T = TypeVar("T")
 
 
 class _WriteLock:
-    """An asyncio lock where urgent holders overtake background ones."""
+    """One writer at a time, urgent ones first, handed from holder to holder.
+
+    Releasing passes the lock straight to the longest-waiting urgent holder, else to the
+    longest-waiting background one, so a waiter never has to win a race for it: background
+    writers wait without polling, and an urgent writer never queues behind one that merely
+    took the lock to look whether it may keep it.
+    """
 
     def __init__(self) -> None:
-        self._lock = asyncio.Lock()
-        self._urgent_waiting = 0
+        self._held = False
+        self._urgent: deque[asyncio.Future[None]] = deque()
+        self._background: deque[asyncio.Future[None]] = deque()
 
     @asynccontextmanager
     async def hold(self, *, urgent: bool) -> AsyncIterator[None]:
-        if urgent:
-            self._urgent_waiting += 1
-            try:
-                await self._lock.acquire()
-            finally:
-                self._urgent_waiting -= 1
-        else:
-            while True:
-                await self._lock.acquire()
-                if self._urgent_waiting == 0:
-                    break
-                self._lock.release()
-                await asyncio.sleep(0.001)
+        await self._acquire(urgent)
         try:
             yield
         finally:
-            self._lock.release()
+            self._release()
+
+    async def _acquire(self, urgent: bool) -> None:
+        if not self._held:  # nobody waits while the lock is free: release hands it on
+            self._held = True
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        line = self._urgent if urgent else self._background
+        line.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # handed the lock just as it was cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):  # already dropped by a release
+                    line.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        for line in (self._urgent, self._background):
+            while line:
+                waiter = line.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)  # the lock stays held: it now belongs to them
+                    return
+        self._held = False
 
 
 def _sqlite_file(engine: AsyncEngine) -> tuple[str | None, bool]:
@@ -128,13 +151,17 @@ class Database:
     async def batch_writer(self) -> AsyncIterator[SQLiteWriter]:
         """The dedicated SQLite connection's writer, with the write lock held (urgent).
 
-        For callers that start a transaction with ``SQLiteWriter.submit`` and wait for its
-        outcome themselves; they must not leave the block before that outcome has arrived.
+        For callers that start transactions with ``SQLiteWriter.submit`` and wait for their
+        outcomes themselves; they must not leave the block before the last one has arrived.
         """
         if self._writer is None or self._write_lock is None:
             raise RuntimeError("batch_writer needs a SQLite database file")
         async with self._write_lock.hold(urgent=True):
             yield self._writer
+        self.note_write()
+
+    def note_write(self) -> None:
+        """A commit happened: schedule a background WAL checkpoint (SQLite files only)."""
         if self.checkpointer is not None:
             self.checkpointer.note_write()
 
