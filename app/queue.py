@@ -40,7 +40,7 @@ from sqlalchemy import (
 )
 
 from app.store.db import Database
-from app.store.sqlite_writer import SQLiteWriter
+from app.store.sqlite_writer import SQLiteWriter, wait_out
 from app.store.tables import deliveries
 from app.store.types import UTCDateTime, utcnow
 
@@ -173,11 +173,11 @@ class DeliveryQueue:
 
     async def insert_batch(self, batch: Sequence[NewDelivery]) -> set[str]:
         """Insert deliveries not seen before; return the ids that were new."""
+        if self.db.has_batch_writer:
+            return await self.db.write_batch(self.sqlite_insert(batch))
         unique = _unique(batch)
         if not unique:
             return set()
-        if self.db.has_batch_writer:
-            return await self.db.write_batch(self.sqlite_insert(unique))
         now = utcnow()
         rows = [
             {
@@ -213,31 +213,20 @@ class DeliveryQueue:
         """
         items = _unique(batch)
         at = self._sqlite_time(self._batch_time())
-        values = [
-            (
-                item.id,
-                item.event,
-                item.action,
-                item.installation_id,
-                item.repository,
-                item.pr_key,
-                item.payload,
-                at,
-                QUEUED if item.needs_handling else DONE,
-                0,
-                at,
-                None if item.needs_handling else at,
-            )
-            for item in items
-        ]
         ids = [item.id for item in items]
 
         def insert(connection: sqlite3.Connection) -> set[str]:
             if not ids:
                 return set()
-            # One statement for the whole batch, not ``executemany``: a statement per row
-            # would take and release the GIL per row, against the event loop.
-            flat = [value for row in values for value in row]
+            # The rows are laid out here, on the writer's thread, not on the event loop. One
+            # statement for the whole batch, not ``executemany``: a statement per row would
+            # take and release the GIL per row, against the event loop.
+            flat: list[Any] = []
+            for item in items:
+                handled_at = None if item.needs_handling else at
+                status = QUEUED if item.needs_handling else DONE
+                flat += (item.id, item.event, item.action, item.installation_id)
+                flat += (item.repository, item.pr_key, item.payload, at, status, 0, at, handled_at)
             stored = connection.execute(self._insert_many_sql(len(ids)), flat).rowcount
             if stored == len(ids):
                 return set(ids)
@@ -557,7 +546,6 @@ class IntakeWriter:
     async def _commit(self, writer: SQLiteWriter, batch: list[_Waiting]) -> None:
         """One batch, one transaction on the writer's thread; its outcome answers the waiting
         requests directly from the one callback that brings it back to the loop."""
-        finished = asyncio.get_running_loop().create_future()
         arrived = asyncio.Event()
 
         def on_done(outcome: Future[set[str]]) -> None:
@@ -571,19 +559,10 @@ class IntakeWriter:
                     self._fail(batch, error)
             finally:
                 arrived.set()
-                if not finished.done():
-                    finished.set_result(None)
 
         work = self._queue.sqlite_insert([item for item, _ in batch])
         writer.submit(work, on_done, single_statement=True)
-        try:
-            await finished
-        except asyncio.CancelledError:
-            # The transaction runs on regardless: keep the write lock until it has ended, and
-            # let its outcome answer the requests it holds.
-            with contextlib.suppress(asyncio.CancelledError):
-                await arrived.wait()
-            raise
+        await wait_out(arrived)
 
     def _settle(self, batch: list[_Waiting], new_ids: set[str]) -> None:
         claimed: set[str] = set()

@@ -139,13 +139,8 @@ class Database:
         Only for SQLite files (``has_batch_writer``); ``work`` runs on the writer's thread with
         plain ``sqlite3`` and must not touch the event loop.
         """
-        if self._writer is None or self._write_lock is None:
-            raise RuntimeError("write_batch needs a SQLite database file")
-        async with self._write_lock.hold(urgent=True):
-            result = await self._writer.run(work)
-        if self.checkpointer is not None:
-            self.checkpointer.note_write()
-        return result
+        async with self.batch_writer() as writer:
+            return await writer.run(work)
 
     @asynccontextmanager
     async def batch_writer(self) -> AsyncIterator[SQLiteWriter]:
@@ -155,7 +150,7 @@ class Database:
         outcomes themselves; they must not leave the block before the last one has arrived.
         """
         if self._writer is None or self._write_lock is None:
-            raise RuntimeError("batch_writer needs a SQLite database file")
+            raise RuntimeError("the batch writer needs a SQLite database file")
         async with self._write_lock.hold(urgent=True):
             yield self._writer
         self.note_write()

@@ -55,6 +55,21 @@ def _connect(path: str, *, uri: bool) -> sqlite3.Connection:
     return connection
 
 
+async def wait_out(arrived: asyncio.Event) -> None:
+    """Wait for a transaction's outcome to arrive, even when cancelled meanwhile.
+
+    The transaction runs on regardless, so a cancelled caller still waits for it (once more)
+    before re-raising: whatever it holds, such as the write lock, is let go only once the file
+    is free again.
+    """
+    try:
+        await arrived.wait()
+    except asyncio.CancelledError:
+        with contextlib.suppress(asyncio.CancelledError):
+            await arrived.wait()
+        raise
+
+
 class SQLiteWriter:
     """One connection on one thread; ``run`` executes a function as one write transaction."""
 
@@ -99,13 +114,16 @@ class SQLiteWriter:
         Cancelling the caller does not cut the transaction short: it waits for the thread, so a
         lock the caller holds is released only once the file is free again.
         """
-        future = asyncio.get_running_loop().run_in_executor(self._executor, self._transact, work)
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            with contextlib.suppress(BaseException):
-                await future
-            raise
+        outcome: list[Future[T]] = []
+        arrived = asyncio.Event()
+
+        def on_done(result: Future[T]) -> None:
+            outcome.append(result)
+            arrived.set()
+
+        self.submit(work, on_done)
+        await wait_out(arrived)
+        return outcome[0].result()
 
     def _connected(self) -> sqlite3.Connection:
         if self._connection is None:
