@@ -6,9 +6,9 @@ expire and another worker (or the same process after a restart) takes the delive
 delivery whose handler raises is retried with exponential backoff and then kept as ``failed`` with
 its error, for ``python -m app deliveries --failed`` and ``replay``.
 
-Intake uses group commit: concurrent webhook requests hand their rows to one writer task that
-inserts a batch in one transaction and then answers every waiting request. Each request still
-waits for its own commit, but a burst of fifty deliveries costs one transaction, not fifty.
+Intake uses group commit (``app.intake``): concurrent webhook requests are stored as a batch in
+one transaction, and then every waiting request is answered. Each request still waits for its
+own commit, but a burst of fifty deliveries costs one transaction, not fifty.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import Future
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,30 +39,20 @@ from sqlalchemy import (
     update,
 )
 
+from app.store import intake_rows
 from app.store.db import Database
-from app.store.sqlite_writer import SQLiteWriter, wait_out
+from app.store.intake_rows import NewDelivery as NewDelivery
+from app.store.intake_rows import store_deliveries
 from app.store.tables import deliveries
 from app.store.types import UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
 
-QUEUED = "queued"
+# A delivery's status; the two that intake stores are defined with the intake rows.
+QUEUED = intake_rows.QUEUED
 RUNNING = "running"
-DONE = "done"
+DONE = intake_rows.DONE
 FAILED = "failed"
-
-
-@dataclass(frozen=True, slots=True)
-class NewDelivery:
-    id: str
-    event: str
-    action: str | None
-    installation_id: int | None
-    repository: str | None
-    pr_key: str | None
-    payload: str
-    # False for events no handler is registered for: stored (for replay) but already done.
-    needs_handling: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,23 +88,6 @@ class Delivery:
             last_error=row.last_error,
             finished_at=row.finished_at,
         )
-
-
-# The columns intake writes; the others start NULL.
-_INTAKE_COLUMNS = (
-    "id",
-    "event",
-    "action",
-    "installation_id",
-    "repository",
-    "pr_key",
-    "payload",
-    "received_at",
-    "status",
-    "attempts",
-    "next_attempt_at",
-    "finished_at",
-)
 
 
 def _unique(batch: Sequence[NewDelivery]) -> list[NewDelivery]:
@@ -159,22 +132,13 @@ class DeliveryQueue:
             .on_conflict_do_nothing(index_elements=[deliveries.c.id])
             .returning(deliveries.c.id)
         )
-        # The SQLite intake path writes through plain sqlite3 (see ``_insert_sqlite``).
-        to_text = deliveries.c.received_at.type.bind_processor(db.engine.dialect)
-        assert to_text is not None, "UTCDateTime always converts for the database"
-        self._sqlite_time: Callable[[datetime], Any] = to_text
-        # Statement texts per batch size, built from the constant column list and placeholders
-        # only: no value is ever spliced into the text.
-        self._insert_many: dict[int, str] = {}
-        self._select_stored: dict[int, str] = {}
-        self._last_batch_at: datetime | None = None
 
     # ------------------------------------------------------------------ intake
 
     async def insert_batch(self, batch: Sequence[NewDelivery]) -> set[str]:
         """Insert deliveries not seen before; return the ids that were new."""
         if self.db.has_batch_writer:
-            return await self.db.write_batch(self.sqlite_insert(batch))
+            return await self.db.write_batch(lambda conn: self.store_on_sqlite(conn, batch))
         unique = _unique(batch)
         if not unique:
             return set()
@@ -200,70 +164,10 @@ class DeliveryQueue:
             result = await conn.execute(self._insert_stmt, rows)
             return {row[0] for row in result}
 
-    def sqlite_insert(
-        self, batch: Sequence[NewDelivery]
-    ) -> Callable[[sqlite3.Connection], set[str]]:
-        """``insert_batch`` as work for the SQLite writer's thread (see ``sqlite_writer``).
-
-        The whole batch is one ``INSERT … ON CONFLICT DO NOTHING``, a transaction by itself.
-        When it stores fewer rows than it was given, some ids were there before (redeliveries);
-        the rows it stored are then the ones carrying its ``received_at``, which no earlier
-        batch of this queue used. The time is converted by the column type's own bind
-        processor, so rows are stored exactly as SQLAlchemy would.
-        """
-        items = _unique(batch)
-        at = self._sqlite_time(self._batch_time())
-        ids = [item.id for item in items]
-
-        def insert(connection: sqlite3.Connection) -> set[str]:
-            if not ids:
-                return set()
-            # The rows are laid out here, on the writer's thread, not on the event loop. One
-            # statement for the whole batch, not ``executemany``: a statement per row would
-            # take and release the GIL per row, against the event loop.
-            flat: list[Any] = []
-            for item in items:
-                handled_at = None if item.needs_handling else at
-                status = QUEUED if item.needs_handling else DONE
-                flat += (item.id, item.event, item.action, item.installation_id)
-                flat += (item.repository, item.pr_key, item.payload, at, status, 0, at, handled_at)
-            stored = connection.execute(self._insert_many_sql(len(ids)), flat).rowcount
-            if stored == len(ids):
-                return set(ids)
-            mine = connection.execute(self._select_stored_sql(len(ids)), [at, *ids])
-            return {row[0] for row in mine}
-
-        return insert
-
-    def _batch_time(self) -> datetime:
-        """Now, but always later than the previous batch's time (see ``sqlite_insert``)."""
-        now = utcnow()
-        if self._last_batch_at is not None and now <= self._last_batch_at:
-            now = self._last_batch_at + timedelta(microseconds=1)
-        self._last_batch_at = now
-        return now
-
-    def _insert_many_sql(self, count: int) -> str:
-        sql = self._insert_many.get(count)
-        if sql is None:
-            row = f"({', '.join('?' * len(_INTAKE_COLUMNS))})"
-            sql = (
-                f"INSERT INTO deliveries ({', '.join(_INTAKE_COLUMNS)}) "  # noqa: S608
-                f"VALUES {', '.join([row] * count)} ON CONFLICT (id) DO NOTHING"
-            )
-            self._insert_many[count] = sql
-        return sql
-
-    def _select_stored_sql(self, count: int) -> str:
-        sql = self._select_stored.get(count)
-        if sql is None:
-            marks = ",".join("?" * count)
-            sql = (
-                "SELECT id FROM deliveries "  # noqa: S608 - placeholders only
-                f"WHERE received_at = ? AND id IN ({marks})"
-            )
-            self._select_stored[count] = sql
-        return sql
+    @staticmethod
+    def store_on_sqlite(connection: sqlite3.Connection, batch: Sequence[NewDelivery]) -> set[str]:
+        """``insert_batch`` with plain ``sqlite3``, for the SQLite writer's thread."""
+        return set(store_deliveries(connection, [item.row() for item in batch]))
 
     # ------------------------------------------------------------------ claiming
 
@@ -470,7 +374,11 @@ _Waiting = tuple[NewDelivery, "asyncio.Future[bool]"]
 
 
 class IntakeWriter:
-    """Group commit for the webhook view: many waiting requests, one transaction."""
+    """Group commit through SQLAlchemy: many waiting requests, one transaction.
+
+    The intake of the server's own process (PostgreSQL; see ``app.intake``): requests queue
+    their rows and one task stores whatever has queued up as one batch, then the next.
+    """
 
     def __init__(
         self, queue: DeliveryQueue, *, on_commit: Callable[[int], None], max_batch: int = 200
@@ -478,7 +386,8 @@ class IntakeWriter:
         self._queue = queue
         self._on_commit = on_commit
         self._max_batch = max_batch
-        self._pending: asyncio.Queue[_Waiting] = asyncio.Queue()
+        self._pending: deque[_Waiting] = deque()
+        self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -490,79 +399,35 @@ class IntakeWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        while not self._pending.empty():
-            _, future = self._pending.get_nowait()
-            if not future.done():
-                future.set_exception(RuntimeError("server is shutting down"))
+        self._fail(self._pending, RuntimeError("server is shutting down"))
+        self._pending.clear()
 
     async def submit(self, item: NewDelivery) -> bool:
         """Store one delivery durably; True when it is new, False for a redelivery."""
         if self._task is None or self._task.done():
             raise RuntimeError("intake writer is not running")
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.put_nowait((item, future))
+        self._pending.append((item, future))
+        self._arrived.set()
         return await future
 
     async def _run(self) -> None:
-        threaded = self._queue.db.has_batch_writer
         while True:
-            batch = self._take(await self._pending.get())
-            try:
-                if threaded:
-                    await self._store_on_writer_thread(batch)
-                else:
+            await self._arrived.wait()
+            self._arrived.clear()
+            while self._pending:
+                pending = self._pending
+                batch = [pending.popleft() for _ in range(min(len(pending), self._max_batch))]
+                try:
                     self._settle(batch, await self._queue.insert_batch([i for i, _ in batch]))
-            except asyncio.CancelledError:
-                # Stopping: the batch may or may not be stored; a 503 makes GitHub redeliver it,
-                # and a redelivery of a stored one is recognised and not handled twice.
-                self._fail(batch, RuntimeError("server is shutting down"))
-                raise
-            except Exception as exc:  # the database is down: fail these requests, keep serving
-                log.exception("could not store %d deliveries", len(batch))
-                self._fail(batch, exc)
-
-    def _take(self, first: _Waiting) -> list[_Waiting]:
-        batch = [first]
-        while len(batch) < self._max_batch and not self._pending.empty():
-            batch.append(self._pending.get_nowait())
-        return batch
-
-    async def _store_on_writer_thread(self, batch: list[_Waiting]) -> None:
-        """SQLite: store this batch and every batch that queues up meanwhile, keeping the write
-        lock until intake goes quiet.
-
-        Background writers (workers claiming and finishing deliveries) wait for that gap: a
-        worker's transaction goes through SQLAlchemy's async adapter, several loop iterations
-        long, and every acknowledgement would wait behind it. Deliveries are durable once
-        stored, so the workers lose nothing by waiting for a burst to pass.
-        """
-        async with self._queue.db.batch_writer() as writer:
-            while True:
-                await self._commit(writer, batch)
-                if self._pending.empty():
-                    return
-                batch = self._take(self._pending.get_nowait())
-
-    async def _commit(self, writer: SQLiteWriter, batch: list[_Waiting]) -> None:
-        """One batch, one transaction on the writer's thread; its outcome answers the waiting
-        requests directly from the one callback that brings it back to the loop."""
-        arrived = asyncio.Event()
-
-        def on_done(outcome: Future[set[str]]) -> None:
-            try:
-                error = outcome.exception()
-                if error is None:
-                    self._queue.db.note_write()
-                    self._settle(batch, outcome.result())
-                else:
-                    log.error("could not store %d deliveries", len(batch), exc_info=error)
-                    self._fail(batch, error)
-            finally:
-                arrived.set()
-
-        work = self._queue.sqlite_insert([item for item, _ in batch])
-        writer.submit(work, on_done, single_statement=True)
-        await wait_out(arrived)
+                except asyncio.CancelledError:
+                    # Stopping: the batch may or may not be stored; a 503 makes GitHub
+                    # redeliver it, and a stored one is then recognised as a redelivery.
+                    self._fail(batch, RuntimeError("server is shutting down"))
+                    raise
+                except Exception as exc:  # the database is down: fail these, keep serving
+                    log.exception("could not store %d deliveries", len(batch))
+                    self._fail(batch, exc)
 
     def _settle(self, batch: list[_Waiting], new_ids: set[str]) -> None:
         claimed: set[str] = set()
@@ -576,7 +441,7 @@ class IntakeWriter:
             self._on_commit(queued)
 
     @staticmethod
-    def _fail(batch: list[_Waiting], error: BaseException) -> None:
+    def _fail(batch: Iterable[_Waiting], error: BaseException) -> None:
         for _, future in batch:
             if not future.done():
                 future.set_exception(error)

@@ -16,25 +16,22 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp import web
-from gidgethub import routing
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app import __version__
 from app.config_loader import ConfigLoader
 from app.gateway import GatewayConfigError, build_reviewers
 from app.github.auth import AppAuth
+from app.github.routes import RecordingRouter
 from app.github.webhook import (
     MAX_BODY_BYTES,
-    WebhookRejection,
-    is_utf8,
-    parse_delivery,
-    to_new_delivery,
 )
 from app.handlers import Dispatcher, build_router
 from app.health import HealthMonitor, register_health_metrics
+from app.intake import Intake, create_intake
 from app.logs import RedactingFilter
 from app.metrics import Metrics
-from app.queue import DONE, FAILED, Delivery, DeliveryQueue, IntakeWriter, WorkerPool
+from app.queue import DONE, FAILED, Delivery, DeliveryQueue, WorkerPool
 from app.quota import QuotaLedger
 from app.review.pipeline import ReviewPipeline
 from app.review.store import ReviewStore
@@ -48,11 +45,11 @@ log = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
 SERVICES = web.AppKey("services", Services)
-INTAKE = web.AppKey("intake", IntakeWriter)
+INTAKE = web.AppKey("intake", Intake)
 WORKERS = web.AppKey("workers", WorkerPool)
 STARTED = web.AppKey("started", float)
 REDACTOR = web.AppKey("redactor", RedactingFilter)
-ROUTER = web.AppKey("router", routing.Router)
+ROUTER = web.AppKey("router", RecordingRouter)
 
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=10, sock_read=50)
 
@@ -110,13 +107,18 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         register_health_metrics(services.health, app[METRICS].registry)
         _build_review_stack(services)
         app[SERVICES] = services
-        writer = IntakeWriter(queue, on_commit=lambda n: _notify_workers(app, n))
-        writer.start()
-        app[INTAKE] = writer
+        intake = create_intake(
+            queue,
+            secret=settings.webhook_secret,
+            routes=app[ROUTER].table(),
+            on_commit=lambda n: _notify_workers(app, n),
+        )
+        intake.start()
+        app[INTAKE] = intake
         try:
             yield
         finally:
-            await writer.stop()
+            await intake.stop()
             if services.gateway is not None:
                 await services.gateway.aclose()
     finally:
@@ -204,50 +206,23 @@ async def _webhook(request: web.Request) -> web.Response:
     except web.HTTPRequestEntityTooLarge:
         metrics.inc(metrics.rejected, "413")
         return _error(413, "payload larger than 25 MB")
-    try:
-        event = parse_delivery(
-            request.headers,
-            body,
-            secret=app[SETTINGS].webhook_secret(),
-            content_type=request.content_type,
-            charset=request.charset,
-        )
-    except WebhookRejection as rejection:
-        metrics.inc(metrics.rejected, str(rejection.status))
-        log.info("webhook rejected with %d: %s", rejection.status, rejection.reason)
-        return _error(rejection.status, rejection.reason)
-    if event.event == "ping":
-        return web.json_response({"ok": True, "zen": event.data.get("zen")}, status=200)
-    # A UTF-8 JSON body is stored as received; anything else as re-encoded JSON.
-    is_json = request.content_type == "application/json" and is_utf8(request.charset)
-    delivery = to_new_delivery(
-        event,
-        raw_json=body if is_json else None,
-        needs_handling=any(True for _ in app[ROUTER].fetch(event)),
+    result = await app[INTAKE].accept(
+        request.headers, body, content_type=request.content_type, charset=request.charset
     )
-    try:
-        is_new = await app[INTAKE].submit(delivery)
-    except Exception:
-        log.exception("could not store delivery %s", delivery.id)
+    status = result.status
+    if status == 202:
+        metrics.inc(metrics.received, result.event or "")
+        if result.head is not None and result.pr_key is not None:
+            app[SERVICES].coordinator.note_head(result.pr_key, result.head)
+    elif status == 200 and result.event is not None:
+        metrics.inc(metrics.duplicates, result.event)
+    elif status == 503:
+        log.error("could not store a delivery: %s", result.error)
         metrics.inc(metrics.rejected, "503")
-        return _error(503, "the delivery could not be stored; GitHub will let you redeliver it")
-    head = _pull_request_head(event.event, event.data)
-    if is_new and head is not None and delivery.pr_key is not None:
-        app[SERVICES].coordinator.note_head(delivery.pr_key, head)
-    if not is_new:
-        metrics.inc(metrics.duplicates, delivery.event)
-        return _json({"ok": True, "duplicate": True, "delivery": delivery.id}, 200)
-    metrics.inc(metrics.received, delivery.event)
-    return _json({"ok": True, "delivery": delivery.id}, 202)
-
-
-def _pull_request_head(event: str, data: dict[str, Any]) -> str | None:
-    if event != "pull_request" or data.get("action") not in {"opened", "synchronize", "reopened"}:
-        return None
-    pr = data.get("pull_request")
-    head = pr.get("head") if isinstance(pr, dict) else None
-    sha = head.get("sha") if isinstance(head, dict) else None
-    return sha if isinstance(sha, str) else None
+    elif status >= 400:
+        log.info("webhook rejected with %d: %s", status, result.error)
+        metrics.inc(metrics.rejected, str(status))
+    return _json(result.body, status)
 
 
 def _error(status: int, reason: str) -> web.Response:

@@ -1,4 +1,4 @@
-"""SQLite's intake path (one call on a dedicated connection) and its background checkpoints."""
+"""Plain ``sqlite3`` batches on a dedicated connection, the write lock, and background checkpoints."""
 
 from __future__ import annotations
 
@@ -181,30 +181,6 @@ async def test_dispose_leaves_the_wal_checkpointed(tmp_path: Path) -> None:
         conn.close()
 
 
-async def test_stopping_mid_batch_answers_its_requests(db: Database) -> None:
-    """Stopping waits for a batch in flight, whose outcome still answers its requests (stored:
-    the request gets its 202), and the row it stored is a redelivery afterwards."""
-    assert db.sqlite_path is not None
-    queue = DeliveryQueue(db, lease_seconds=30)
-    blocker = sqlite3.connect(db.sqlite_path, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")  # the writer's BEGIN IMMEDIATE waits behind this
-    writer = IntakeWriter(queue, on_commit=lambda n: None)
-    writer.start()
-    submitted = asyncio.create_task(writer.submit(new("in-flight")))
-    for _ in range(500):
-        await asyncio.sleep(0.01)
-        if writer._pending.empty():  # taken into a batch
-            break
-    stopping = asyncio.create_task(writer.stop())
-    await asyncio.sleep(0.05)
-    assert not stopping.done()  # waiting for the transaction, not abandoning it
-    blocker.execute("ROLLBACK")
-    blocker.close()
-    await stopping
-    assert await asyncio.wait_for(submitted, timeout=10) is True
-    assert await queue.insert_batch([new("in-flight")]) == set()
-
-
 async def test_a_file_uri_database_is_written_where_sqlalchemy_reads(tmp_path: Path) -> None:
     path = tmp_path / "uri.db"
     db = Database.from_url(f"sqlite+aiosqlite:///file:{path}?mode=rwc&uri=true")
@@ -302,37 +278,8 @@ async def test_the_write_lock_goes_to_urgent_writers_first_and_survives_cancelle
     assert order[-1] == "later"
 
 
-async def test_intake_keeps_the_writer_while_deliveries_keep_coming(db: Database) -> None:
-    """A background write that asks during a burst runs once the burst's batches are stored."""
-    assert db.sqlite_path is not None
+async def test_a_batch_larger_than_one_statement_takes_is_stored_whole(db: Database) -> None:
     queue = DeliveryQueue(db, lease_seconds=30)
-    writer = IntakeWriter(queue, on_commit=lambda n: None)
-    writer.start()
-    blocker = sqlite3.connect(db.sqlite_path, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")  # holds the first batch on the writer's thread
-
-    seen_by_background: list[int] = []
-
-    async def background() -> None:
-        async with db.write():
-            seen_by_background.append(len(stored_rows(str(db.sqlite_path))))
-
-    try:
-        burst = [asyncio.create_task(writer.submit(new(f"b{i}"))) for i in range(50)]
-        for _ in range(500):
-            await asyncio.sleep(0.01)
-            if writer._pending.empty():  # taken into a batch: intake holds the write lock
-                break
-        waiting = asyncio.create_task(background())
-        more = [asyncio.create_task(writer.submit(new(f"c{i}"))) for i in range(50)]
-        await asyncio.sleep(0.05)
-        blocker.execute("ROLLBACK")
-        results = await asyncio.wait_for(asyncio.gather(*burst, *more), timeout=30)
-        await asyncio.wait_for(waiting, timeout=10)
-    finally:
-        blocker.close()
-        await writer.stop()
-    assert all(results)
-    # Both batches, the one in flight and the one that queued behind it, were stored before
-    # the background writer had its turn.
-    assert seen_by_background == [100]
+    ids = {f"n{i}" for i in range(2500)}  # 30,000 parameters: more than one statement takes
+    assert await queue.insert_batch([new(i) for i in sorted(ids)]) == ids
+    assert await queue.insert_batch([new("n1"), new("fresh")]) == {"fresh"}

@@ -21,16 +21,71 @@ import gidgethub
 import orjson
 from gidgethub import sansio
 
-from app.queue import NewDelivery
+from app.github.routes import RouteTable
+from app.store.intake_rows import NewDelivery
 
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub does not send larger payloads
 SUPPORTED_CONTENT_TYPES = ("application/json", "application/x-www-form-urlencoded")
+# The request headers a delivery is judged by (``from_http`` reads the content type itself).
+DELIVERY_HEADERS = (
+    "content-type",
+    "x-hub-signature-256",
+    "x-hub-signature",
+    "x-github-event",
+    "x-github-delivery",
+)
 
 
 @dataclass(frozen=True, slots=True)
 class WebhookRejection(Exception):
     status: int
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A request answered without storing anything: a rejection, or a ``ping``."""
+
+    status: int
+    body: dict[str, Any]
+    reason: str | None = None  # why it was rejected, for the log
+
+
+@dataclass(frozen=True, slots=True)
+class ToStore:
+    """A verified delivery to store, and the pull request head it announces, if any."""
+
+    delivery: NewDelivery
+    head: str | None
+
+
+def examine(
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    secret: str,
+    content_type: str,
+    charset: str | None,
+    routes: RouteTable,
+) -> ToStore | Answer:
+    """Everything intake decides about a request before storing it, in one place, for the
+    server's process and the intake process alike."""
+    try:
+        event = parse_delivery(
+            headers, body, secret=secret, content_type=content_type, charset=charset
+        )
+    except WebhookRejection as rejection:
+        return Answer(rejection.status, {"error": rejection.reason}, rejection.reason)
+    if event.event == "ping":
+        return Answer(200, {"ok": True, "zen": event.data.get("zen")})
+    # A UTF-8 JSON body is stored as received; anything else as re-encoded JSON.
+    is_json = content_type == "application/json" and is_utf8(charset)
+    delivery = to_new_delivery(
+        event,
+        raw_json=body if is_json else None,
+        needs_handling=routes.wants(event.event, event.data),
+    )
+    return ToStore(delivery, pull_request_head(event.event, event.data))
 
 
 def parse_delivery(
@@ -84,6 +139,16 @@ def parse_delivery(
     if not isinstance(data, dict):
         raise WebhookRejection(400, "payload must be a JSON object")
     return event
+
+
+def pull_request_head(event: str, data: Mapping[str, Any]) -> str | None:
+    """The head SHA a pull request delivery says the PR now has (opened, pushed to, reopened)."""
+    if event != "pull_request" or data.get("action") not in {"opened", "synchronize", "reopened"}:
+        return None
+    pr = data.get("pull_request")
+    head = pr.get("head") if isinstance(pr, dict) else None
+    sha = head.get("sha") if isinstance(head, dict) else None
+    return sha if isinstance(sha, str) else None
 
 
 def is_utf8(charset: str | None) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
+from app.github.routes import RecordingRouter
 from app.handlers import checks, installation, pull_request, push
 from app.handlers.context import HandlerContext
 from app.logs import log_context
@@ -28,8 +29,9 @@ ROUTERS: list[routing.Router] = [
 ]
 
 
-def build_router(*extra: routing.Router) -> routing.Router:
-    return routing.Router(*ROUTERS, *extra)
+def build_router(*extra: routing.Router) -> RecordingRouter:
+    """Every handler's routes in one router, which also knows them as a ``RouteTable``."""
+    return RecordingRouter(*ROUTERS, *extra)
 
 
 class HandlerErrors(Exception):

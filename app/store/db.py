@@ -7,8 +7,10 @@ hands the file from one transaction to the next with no sleep. PostgreSQL needs 
 
 Writes that someone is waiting on (a webhook acknowledgement) are ``urgent`` and go ahead of
 background writes (workers claiming and finishing deliveries): under a burst, intake stays fast
-and the workers catch up in the gaps. The hottest of them, intake batches, can run as one call on
-a dedicated connection (``write_batch``); every commit schedules a background WAL checkpoint.
+and the workers catch up in the gaps. The lock also covers writers outside this process's
+connections: the intake process holds it (``urgent_writes``) while it has requests in flight.
+Batches of plain ``sqlite3`` work run as one call on a dedicated connection (``write_batch``).
+Every commit schedules a background WAL checkpoint.
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ class Database:
         self.dialect = engine.dialect.name
         self._write_lock = _WriteLock() if self.is_sqlite else None
         self.sqlite_path, uri = _sqlite_file(engine) if self.is_sqlite else (None, False)
+        self.sqlite_uri = uri
         self._writer = SQLiteWriter(self.sqlite_path, uri=uri) if self.sqlite_path else None
         self.checkpointer = WalCheckpointer(self.sqlite_path, uri=uri) if self.sqlite_path else None
 
@@ -139,20 +142,19 @@ class Database:
         Only for SQLite files (``has_batch_writer``); ``work`` runs on the writer's thread with
         plain ``sqlite3`` and must not touch the event loop.
         """
-        async with self.batch_writer() as writer:
-            return await writer.run(work)
+        if self._writer is None:
+            raise RuntimeError("the batch writer needs a SQLite database file")
+        async with self.urgent_writes():
+            return await self._writer.run(work)
 
     @asynccontextmanager
-    async def batch_writer(self) -> AsyncIterator[SQLiteWriter]:
-        """The dedicated SQLite connection's writer, with the write lock held (urgent).
-
-        For callers that start transactions with ``SQLiteWriter.submit`` and wait for their
-        outcomes themselves; they must not leave the block before the last one has arrived.
-        """
-        if self._writer is None or self._write_lock is None:
-            raise RuntimeError("the batch writer needs a SQLite database file")
+    async def urgent_writes(self) -> AsyncIterator[None]:
+        """The SQLite write lock, urgent, for a writer outside this process's connections
+        (the intake process); it must not leave the block while any of its writes runs."""
+        if self._write_lock is None:
+            raise RuntimeError("the write lock is for SQLite databases")
         async with self._write_lock.hold(urgent=True):
-            yield self._writer
+            yield
         self.note_write()
 
     def note_write(self) -> None:

@@ -1,9 +1,11 @@
-"""SQLite's hot write path and its WAL checkpoints, kept off the event loop and off commits.
+"""Plain ``sqlite3`` writes kept off the event loop, and WAL checkpoints kept off commits.
 
-Webhook intake writes one batch per group commit. Through SQLAlchemy's async adapter a batch is
-several thread hops (begin, execute, fetch, commit, reset) and per-value type processing; here it
-is one call on a plain ``sqlite3`` connection that lives on its own thread: ``BEGIN IMMEDIATE``,
-the statements, ``COMMIT``, and back. The connection gets the same pragmas as the engine's.
+``SQLiteWriter`` runs a function as one transaction on a plain ``sqlite3`` connection that lives
+on its own thread: ``BEGIN IMMEDIATE``, the statements, ``COMMIT``, and back, instead of the
+several thread hops and per-value type processing of SQLAlchemy's async adapter. Batches of
+deliveries stored outside the webhook (``DeliveryQueue.insert_batch``) take this path; the
+webhook's own intake runs in the intake process (``app.intake_process``). Every connection gets
+the same pragmas as the engine's.
 
 Checkpoints: by default SQLite copies the WAL back into the database inside whichever commit
 crosses 1000 pages, and that commit then waits for two ``fsync`` calls while every webhook in the
@@ -80,24 +82,14 @@ class SQLiteWriter:
         self._connection: sqlite3.Connection | None = None
 
     def submit(
-        self,
-        work: Callable[[sqlite3.Connection], T],
-        on_done: Callable[[Future[T]], None],
-        *,
-        single_statement: bool = False,
+        self, work: Callable[[sqlite3.Connection], T], on_done: Callable[[Future[T]], None]
     ) -> None:
         """Start ``work`` as one transaction; ``on_done`` gets its outcome on the event loop.
-
-        ``single_statement``: ``work`` makes its change in one statement, which SQLite runs as a
-        transaction of its own, so no ``BEGIN``/``COMMIT`` is sent around it. Each statement
-        is a step taken without the GIL and needs it back afterwards, which, while the event
-        loop is busy, waits for the loop to let go of it; one step instead of three is that
-        wait once instead of three times.
 
         The outcome comes back in one call scheduled on the loop. Awaiting a wrapped executor
         future instead costs a loop iteration per layer (the thread's result, the asyncio
         future, each awaiting coroutine's task), and under load every iteration is milliseconds
-        of other requests: the group commit's waiters would wait for the loop, not the disk.
+        of other requests.
         """
         loop = asyncio.get_running_loop()
 
@@ -105,8 +97,7 @@ class SQLiteWriter:
             with contextlib.suppress(RuntimeError):  # the loop closed while this transaction ran
                 loop.call_soon_threadsafe(on_done, outcome)
 
-        run = self._autocommit if single_statement else self._transact
-        self._executor.submit(run, work).add_done_callback(back_to_loop)
+        self._executor.submit(self._transact, work).add_done_callback(back_to_loop)
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` inside ``BEGIN IMMEDIATE … COMMIT`` (rolled back if it raises).
@@ -129,9 +120,6 @@ class SQLiteWriter:
         if self._connection is None:
             self._connection = _connect(self._path, uri=self._uri)
         return self._connection
-
-    def _autocommit(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return work(self._connected())
 
     def _transact(self, work: Callable[[sqlite3.Connection], T]) -> T:
         connection = self._connected()

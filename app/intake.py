@@ -1,0 +1,307 @@
+"""From a webhook request to its answer: verified, decided, durably stored (or rejected).
+
+Two intakes with one interface, ``accept``:
+
+- ``ProcessIntake`` on a SQLite file: each request goes to the intake process
+  (``app.intake_process``), which verifies, decodes and stores batches of them and sends back
+  each request's answer. While requests are in flight it holds the SQLite write lock, so the
+  workers' writes wait for the gap after a burst. Deliveries are durable once stored, so the
+  workers lose nothing by waiting, and intake never waits behind a worker's transaction.
+- ``InProcessIntake`` elsewhere (PostgreSQL): the same checks (``webhook.examine``) in this
+  process, and group commit through SQLAlchemy (``queue.IntakeWriter``).
+
+Either way a request is answered only after its delivery is committed, and a redelivery (the
+same ``X-GitHub-Delivery``) is recognised by the insert itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from app.github.routes import RouteTable
+from app.github.webhook import DELIVERY_HEADERS, Answer, examine
+from app.intake_process import NOT_STORED, IntakeProcess, Request, Verdict
+from app.queue import DeliveryQueue, IntakeWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeResult:
+    """What a request gets, and what the server notes about it."""
+
+    status: int  # 202 stored, 200 redelivery or ping, 4xx rejected, 503 not stored
+    body: dict[str, Any]
+    event: str | None = None  # set for deliveries, stored or redelivered
+    pr_key: str | None = None
+    head: str | None = None  # the pull request head a new delivery announces
+    error: str | None = None  # why it was rejected or not stored, for the log
+
+    @classmethod
+    def from_verdict(cls, verdict: Verdict) -> IntakeResult:
+        status, body, event, pr_key, head, _queued, error = verdict
+        return cls(status, body, event, pr_key, head, error)
+
+
+class Intake(Protocol):
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def accept(
+        self, headers: Mapping[str, str], body: bytes, *, content_type: str, charset: str | None
+    ) -> IntakeResult: ...
+
+
+def delivery_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers a delivery is judged by, with lower-case names."""
+    return {name: headers[name] for name in DELIVERY_HEADERS if name in headers}
+
+
+class InProcessIntake:
+    """Examine in this process; store through ``IntakeWriter``."""
+
+    def __init__(
+        self,
+        queue: DeliveryQueue,
+        *,
+        secret: Callable[[], str],
+        routes: RouteTable,
+        on_commit: Callable[[int], None],
+    ) -> None:
+        self._secret = secret
+        self._routes = routes
+        self._writer = IntakeWriter(queue, on_commit=on_commit)
+
+    def start(self) -> None:
+        self._writer.start()
+
+    async def stop(self) -> None:
+        await self._writer.stop()
+
+    async def accept(
+        self, headers: Mapping[str, str], body: bytes, *, content_type: str, charset: str | None
+    ) -> IntakeResult:
+        examined = examine(
+            delivery_headers(headers),
+            body,
+            secret=self._secret(),
+            content_type=content_type,
+            charset=charset,
+            routes=self._routes,
+        )
+        if isinstance(examined, Answer):
+            return IntakeResult(examined.status, examined.body, error=examined.reason)
+        delivery = examined.delivery
+        try:
+            is_new = await self._writer.submit(delivery)
+        except Exception as exc:
+            log.exception("could not store delivery %s", delivery.id)
+            return IntakeResult(503, {"error": NOT_STORED}, delivery.event, error=repr(exc))
+        if not is_new:
+            body_ = {"ok": True, "duplicate": True, "delivery": delivery.id}
+            return IntakeResult(200, body_, delivery.event, delivery.pr_key)
+        return IntakeResult(
+            202,
+            {"ok": True, "delivery": delivery.id},
+            delivery.event,
+            delivery.pr_key,
+            examined.head,
+        )
+
+
+class ProcessIntake:
+    """Requests to the intake process and back; see the module's docstring."""
+
+    def __init__(
+        self,
+        queue: DeliveryQueue,
+        *,
+        secret: Callable[[], str],
+        routes: RouteTable,
+        on_commit: Callable[[int], None],
+    ) -> None:
+        if queue.db.sqlite_path is None:
+            raise ValueError("the intake process needs a SQLite database file")
+        self._queue = queue
+        self._secret = secret
+        self._routes = routes
+        self._on_commit = on_commit
+        self._pending: deque[tuple[Request, asyncio.Future[Verdict]]] = deque()
+        self._in_flight: deque[asyncio.Future[Verdict]] = deque()  # in the order sent
+        self._arrived = asyncio.Event()
+        self._settled = asyncio.Event()  # nothing in flight
+        self._sending = False  # the write lock is held: requests go straight to the process
+        self._closing = False
+        self._process: IntakeProcess | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Requests accepted and not yet sent to the process (it is starting, or the lock is
+        with a worker)."""
+        return len(self._pending)
+
+    def start(self) -> None:
+        self._closing = False
+        self._task = asyncio.create_task(self._run(), name="intake")
+
+    async def stop(self) -> None:
+        """Take no more requests; the ones in flight still get their real answers."""
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._process is not None:
+            await self._process.close()
+            self._process = None
+        for _, future in self._pending:
+            if not future.done():
+                future.set_exception(RuntimeError("server is shutting down"))
+        self._pending.clear()
+
+    async def accept(
+        self, headers: Mapping[str, str], body: bytes, *, content_type: str, charset: str | None
+    ) -> IntakeResult:
+        if self._closing or self._task is None or self._task.done():
+            return IntakeResult(503, {"error": NOT_STORED}, error="intake is not running")
+        request: Request = (delivery_headers(headers), content_type, charset, body)
+        future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
+        if self._sending:
+            self._send(request, future)
+        else:
+            self._pending.append((request, future))
+            self._arrived.set()
+        try:
+            verdict = await future
+        except Exception as exc:
+            return IntakeResult(503, {"error": NOT_STORED}, error=str(exc))
+        return IntakeResult.from_verdict(verdict)
+
+    @property
+    def process_id(self) -> int | None:
+        """The intake process's pid while it runs."""
+        process = self._process
+        return process.pid if process is not None and process.running else None
+
+    async def _run(self) -> None:
+        try:  # ready before the first request, rather than started by it
+            await self._start_process()
+        except Exception:
+            log.exception("the intake process did not start; trying again at the next request")
+        while True:
+            await self._arrived.wait()
+            self._arrived.clear()
+            if self._pending:
+                await self._send_while_busy()
+
+    async def _send_while_busy(self) -> None:
+        """Hold the write lock, sending requests straight to the process, until none is in
+        flight any more."""
+        async with self._queue.db.urgent_writes():
+            try:
+                await self._start_process()
+            except Exception as exc:
+                log.exception("the intake process did not start")
+                for _, future in self._pending:
+                    if not future.done():
+                        future.set_exception(exc)
+                self._pending.clear()
+                return
+            self._sending = True
+            try:
+                while self._pending:
+                    self._send(*self._pending.popleft())
+                while self._in_flight:
+                    self._settled.clear()
+                    await self._until_settled()
+            finally:
+                self._sending = False
+
+    async def _start_process(self) -> None:
+        if self._process is not None and self._process.running:
+            return
+        db = self._queue.db
+        assert db.sqlite_path is not None
+        process = IntakeProcess(
+            db.sqlite_path,
+            uri=db.sqlite_uri,
+            secret=self._secret(),
+            routes=self._routes.routes,
+            on_verdicts=self._answered,
+            on_exit=self._exited,
+        )
+        await process.start()
+        self._process = process
+
+    async def _until_settled(self) -> None:
+        try:
+            await self._settled.wait()
+        except asyncio.CancelledError:
+            # Stopping: what was sent is being stored; wait for its answers (or the process's
+            # end), so that those requests get their real outcome.
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._settled.wait()
+            raise
+
+    def _send(self, request: Request, future: asyncio.Future[Verdict]) -> None:
+        assert self._process is not None
+        try:
+            self._process.send(request)
+        except Exception as exc:  # the process is gone: this request fails, GitHub retries
+            future.set_exception(exc)
+            return
+        self._in_flight.append(future)
+
+    def _answered(self, verdicts: list[Verdict]) -> None:
+        """A batch's verdicts, in the order its requests were sent."""
+        in_flight = self._in_flight
+        queued = 0
+        stored = False
+        for verdict in verdicts:
+            if not in_flight:
+                log.error("the intake process answered a request that was not sent")
+                break
+            future = in_flight.popleft()
+            if not future.done():
+                future.set_result(verdict)
+            stored = stored or verdict[0] == 202
+            queued += verdict[5]
+        if stored:
+            self._queue.db.note_write()
+        if queued:
+            self._on_commit(queued)
+        if not in_flight:
+            self._settled.set()
+
+    def _exited(self, error: BaseException) -> None:
+        """The process ended: what it had not answered fails (GitHub will redeliver it, and a
+        row that was stored after all is recognised as a redelivery then)."""
+        if self._in_flight:
+            log.error("the intake process ended with %d requests unanswered", len(self._in_flight))
+        for future in self._in_flight:
+            if not future.done():
+                future.set_exception(error)
+        self._in_flight.clear()
+        self._settled.set()
+
+
+def create_intake(
+    queue: DeliveryQueue,
+    *,
+    secret: Callable[[], str],
+    routes: RouteTable,
+    on_commit: Callable[[int], None],
+) -> Intake:
+    """The intake process for a SQLite file; this process's own intake otherwise."""
+    if queue.db.sqlite_path is not None:
+        return ProcessIntake(queue, secret=secret, routes=routes, on_commit=on_commit)
+    return InProcessIntake(queue, secret=secret, routes=routes, on_commit=on_commit)
