@@ -126,6 +126,7 @@ class ProcessIntake:
         secret: Callable[[], str],
         routes: RouteTable,
         on_commit: Callable[[int], None],
+        linger_seconds: float = 0.002,
     ) -> None:
         if queue.db.sqlite_path is None:
             raise ValueError("the intake process needs a SQLite database file")
@@ -137,6 +138,8 @@ class ProcessIntake:
         self._in_flight: deque[asyncio.Future[Verdict]] = deque()  # in the order sent
         self._arrived = asyncio.Event()
         self._settled = asyncio.Event()  # nothing in flight
+        self._sent = asyncio.Event()
+        self._linger = linger_seconds
         self._sending = False  # the write lock is held: requests go straight to the process
         self._closing = False
         self._process: IntakeProcess | None = None
@@ -220,11 +223,29 @@ class ProcessIntake:
             try:
                 while self._pending:
                     self._send(*self._pending.popleft())
-                while self._in_flight:
-                    self._settled.clear()
-                    await self._until_settled()
+                while True:
+                    while self._in_flight:
+                        self._settled.clear()
+                        await self._until_settled()
+                    if self._closing or not self._sending:  # stopping, or the process died
+                        break
+                    if not await self._more_within(self._linger):
+                        break
             finally:
                 self._sending = False
+
+    async def _more_within(self, seconds: float) -> bool:
+        """Whether another request is sent within ``seconds``.
+
+        A burst's senders send their next requests a moment after their answers; keeping the
+        lock for that moment spares each of them a wait behind a worker's transaction.
+        """
+        self._sent.clear()
+        try:
+            await asyncio.wait_for(self._sent.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
 
     async def _start_process(self) -> None:
         if self._process is not None and self._process.running:
@@ -260,6 +281,7 @@ class ProcessIntake:
             future.set_exception(exc)
             return
         self._in_flight.append(future)
+        self._sent.set()
 
     def _answered(self, verdicts: list[Verdict]) -> None:
         """A batch's verdicts, in the order its requests were sent."""
@@ -291,6 +313,7 @@ class ProcessIntake:
             if not future.done():
                 future.set_exception(error)
         self._in_flight.clear()
+        self._sending = False  # later requests wait for a new process
         self._settled.set()
 
 

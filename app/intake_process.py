@@ -73,24 +73,29 @@ def encode_frame(value: Any) -> bytes:
 
 
 class FrameReader:
-    """Whole frames out of a byte stream that arrives in arbitrary pieces."""
+    """Whole frames out of a byte stream that arrives in arbitrary pieces.
+
+    Frames are decoded straight out of what was read; only a frame cut off at the end of a
+    read is kept (copied) until the rest arrives.
+    """
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        self._partial = b""
 
     def feed(self, data: bytes) -> list[Any]:
-        buffer = self._buffer
-        buffer += data
+        if self._partial:
+            data = self._partial + data
         frames: list[Any] = []
-        pos, end = 0, len(buffer)
-        while end - pos >= 4:
-            (size,) = _LENGTH.unpack_from(buffer, pos)
-            if end - pos - 4 < size:
-                break
-            # Written by the other end of a private pipe, which is this same program.
-            frames.append(marshal.loads(bytes(buffer[pos + 4 : pos + 4 + size])))  # noqa: S302
-            pos += 4 + size
-        del buffer[:pos]
+        pos, end = 0, len(data)
+        with memoryview(data) as view:
+            while end - pos >= 4:
+                (size,) = _LENGTH.unpack_from(view, pos)
+                if end - pos - 4 < size:
+                    break
+                # Written by the other end of a private pipe, which is this same program.
+                frames.append(marshal.loads(view[pos + 4 : pos + 4 + size]))  # noqa: S302
+                pos += 4 + size
+        self._partial = data[pos:]
         return frames
 
 
@@ -290,12 +295,13 @@ class IntakeProcess:
             raise IntakeProcessError("the intake process is not running")
         if not self._outgoing:
             asyncio.get_running_loop().call_soon(self._flush)
-        self._outgoing.append(encode_frame(request))
+        data = marshal.dumps(request)
+        self._outgoing += (_LENGTH.pack(len(data)), data)
 
     def _flush(self) -> None:
-        frames, self._outgoing = self._outgoing, []
+        buffers, self._outgoing = self._outgoing, []
         if self._stdin is not None:
-            self._stdin.write(b"".join(frames))
+            self._stdin.writelines(buffers)
 
     def _answer(self, frame: Any) -> None:
         if frame == READY:
