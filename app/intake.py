@@ -287,7 +287,6 @@ class ProcessIntake:
         """A batch's verdicts, in the order its requests were sent."""
         in_flight = self._in_flight
         queued = 0
-        stored = False
         for verdict in verdicts:
             if not in_flight:
                 log.error("the intake process answered a request that was not sent")
@@ -295,10 +294,7 @@ class ProcessIntake:
             future = in_flight.popleft()
             if not future.done():
                 future.set_result(verdict)
-            stored = stored or verdict[0] == 202
             queued += verdict[5]
-        if stored:
-            self._queue.db.note_write()
         if queued:
             self._on_commit(queued)
         if not in_flight:

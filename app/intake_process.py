@@ -34,6 +34,7 @@ import contextlib
 import fcntl
 import marshal
 import os
+import select
 import signal
 import sqlite3
 import struct
@@ -56,6 +57,15 @@ READ_SIZE = 1 << 20
 # left the loop idle meanwhile: measured, 16 takes about 15% more deliveries per second than 200.
 MAX_BATCH = 16
 READY = "ready"
+# The process copies the WAL back into the database itself, between batches (after their
+# answers are sent), every megabyte of payloads or once the pipe is quiet for a moment. Right
+# after its own commit the checkpoint can finish, so the next write starts the WAL over: it
+# stays a few megabytes, written over and over while hot in the page cache. A checkpoint on
+# another connection, racing a writer that never pauses, never catches up: the WAL then grows
+# by the whole burst, every write lands in fresh file space, and the kernel's time per
+# delivery doubled (measured: 30 µs against 10).
+CHECKPOINT_BYTES = 1 << 20
+CHECKPOINT_IDLE_SECONDS = 0.2
 NOT_STORED = "the delivery could not be stored; GitHub will let you redeliver it"
 # Where ``app`` is imported from, for the process to import the same code.
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
@@ -187,18 +197,35 @@ def serve(path: str, *, uri: bool, requests_in: int = 0, answers_out: int = 1) -
     connection = sqlite3.connect(path, timeout=30, isolation_level=None, uri=uri)
     configure_sqlite_connection(connection)
     _write_all(answers_out, encode_frame(READY))
+    written = 0  # payload bytes stored since the last checkpoint
     try:
         while True:
             for start in range(0, len(frames), MAX_BATCH):
                 batch = frames[start : start + MAX_BATCH]
                 verdicts = judge(connection, batch, secret=secret, routes=table)
                 _write_all(answers_out, encode_frame(verdicts))
+                written += sum(len(request[3]) for request in batch)
+                if written >= CHECKPOINT_BYTES:
+                    _checkpoint(connection)
+                    written = 0
+            if written and not select.select([requests_in], [], [], CHECKPOINT_IDLE_SECONDS)[0]:
+                _checkpoint(connection)
+                written = 0
             data = os.read(requests_in, READ_SIZE)
             if not data:
+                if written:
+                    _checkpoint(connection)
                 return 0
             frames = reader.feed(data)
     finally:
         connection.close()
+
+
+def _checkpoint(connection: sqlite3.Connection) -> None:
+    try:
+        connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    except sqlite3.Error:  # tried again after the next megabyte; the WAL keeps what it has
+        traceback.print_exc()
 
 
 # ---------------------------------------------------------------------------- the server's end

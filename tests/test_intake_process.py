@@ -310,3 +310,36 @@ def test_intake_times_are_written_as_sqlalchemy_writes_them(moment: datetime) ->
     processor = deliveries.c.received_at.type.dialect_impl(dialect).bind_processor(dialect)
     assert processor is not None
     assert sqlite_time(moment) == processor(moment)
+
+
+def wal_size(path: str) -> int:
+    return Path(f"{path}-wal").stat().st_size
+
+
+def checkpointed_ids(path: str) -> list[str]:
+    """The deliveries in the database file itself, ignoring whatever is still only in the WAL."""
+    conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        return [row[0] for row in conn.execute("SELECT id FROM deliveries ORDER BY id")]
+    finally:
+        conn.close()
+
+
+async def test_the_process_checkpoints_what_it_writes(intake: ProcessIntake, db: Database) -> None:
+    """Every megabyte, and once intake is quiet, the WAL goes back into the database file, so
+    the WAL stays small however long a burst lasts."""
+    assert db.sqlite_path is not None
+    pad = "x" * 20_000
+    results = await asyncio.gather(
+        *(
+            post(intake, "push", {"ref": "x", "pad": pad}, delivery_id=f"w{i:03}")
+            for i in range(150)
+        )
+    )
+    assert {r.status for r in results} == {202}
+    assert wal_size(db.sqlite_path) < 2_500_000  # 3 MB of payloads went through it
+    for _ in range(100):  # quiet now: the rest is checkpointed within a moment
+        await asyncio.sleep(0.05)
+        if len(checkpointed_ids(db.sqlite_path)) == 150:
+            break
+    assert checkpointed_ids(db.sqlite_path) == [f"w{i:03}" for i in range(150)]

@@ -145,17 +145,19 @@ class Database:
         if self._writer is None:
             raise RuntimeError("the batch writer needs a SQLite database file")
         async with self.urgent_writes():
-            return await self._writer.run(work)
+            result = await self._writer.run(work)
+        self.note_write()
+        return result
 
     @asynccontextmanager
     async def urgent_writes(self) -> AsyncIterator[None]:
         """The SQLite write lock, urgent, for a writer outside this process's connections
-        (the intake process); it must not leave the block while any of its writes runs."""
+        (the intake process, which checkpoints what it writes itself); it must not leave the
+        block while any of its writes runs."""
         if self._write_lock is None:
             raise RuntimeError("the write lock is for SQLite databases")
         async with self._write_lock.hold(urgent=True):
             yield
-        self.note_write()
 
     def note_write(self) -> None:
         """A commit happened: schedule a background WAL checkpoint (SQLite files only)."""

@@ -11,8 +11,10 @@ Checkpoints: by default SQLite copies the WAL back into the database inside whic
 crosses 1000 pages, and that commit then waits for two ``fsync`` calls while every webhook in the
 batch waits for it. Every connection here turns the automatic checkpoint off
 (``configure_sqlite_connection``) and ``WalCheckpointer`` runs a ``PASSIVE`` checkpoint on its own
-connection and thread after writes, which never blocks a writer. Durability is unchanged: with
-``synchronous=NORMAL`` a commit is safe against a process crash once it is in the WAL.
+connection and thread after this process's writes, which never blocks a writer. The intake
+process checkpoints its own writes, between batches (see ``app.intake_process``). Durability is
+unchanged: with ``synchronous=NORMAL`` a commit is safe against a process crash once it is in
+the WAL.
 """
 
 from __future__ import annotations
