@@ -170,6 +170,18 @@ class HealthMonitor:
         calls.append(_Call(now, latency_s, ok))
         self._evict(calls, now)
 
+    def record_many(self, component: str, calls: Iterable[tuple[float, bool]]) -> None:
+        """Several calls that finished just now, as ``(latency, ok)``: one clock reading."""
+        window = self._calls.get(component)
+        if window is None:
+            window = self._calls[component] = deque(maxlen=self._max_entries)
+        now = self._clock()
+        for latency_s, ok in calls:
+            if not math.isfinite(latency_s) or latency_s < 0:
+                latency_s = 0.0
+            window.append(_Call(now, latency_s, ok))
+        self._evict(window, now)
+
     def component(self, name: str) -> ComponentHealth:
         calls = self._calls.get(name)
         if calls is None:

@@ -19,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,6 +31,9 @@ from app.intake_process import NOT_STORED, IntakeProcess, Request, Verdict
 from app.queue import DeliveryQueue, IntakeWriter
 
 log = logging.getLogger(__name__)
+
+# A request's verdict to come, and when the request was accepted.
+_Answer = tuple["asyncio.Future[Verdict]", float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,11 @@ class IntakeResult:
     def from_verdict(cls, verdict: Verdict) -> IntakeResult:
         status, body, event, pr_key, head, _queued, error = verdict
         return cls(status, body, event, pr_key, head, error)
+
+
+# (HTTP status, event, seconds from request to answer): what ``on_answered`` is told about each
+# request, a batch at a time.
+Answered = tuple[int, str | None, float]
 
 
 class Intake(Protocol):
@@ -74,9 +83,11 @@ class InProcessIntake:
         secret: Callable[[], str],
         routes: RouteTable,
         on_commit: Callable[[int], None],
+        on_answered: Callable[[list[Answered]], None] = lambda answered: None,
     ) -> None:
         self._secret = secret
         self._routes = routes
+        self._on_answered = on_answered
         self._writer = IntakeWriter(queue, on_commit=on_commit)
 
     def start(self) -> None:
@@ -86,6 +97,14 @@ class InProcessIntake:
         await self._writer.stop()
 
     async def accept(
+        self, headers: Mapping[str, str], body: bytes, *, content_type: str, charset: str | None
+    ) -> IntakeResult:
+        started = time.perf_counter()
+        result = await self._accept(headers, body, content_type=content_type, charset=charset)
+        self._on_answered([(result.status, result.event, time.perf_counter() - started)])
+        return result
+
+    async def _accept(
         self, headers: Mapping[str, str], body: bytes, *, content_type: str, charset: str | None
     ) -> IntakeResult:
         examined = examine(
@@ -126,6 +145,7 @@ class ProcessIntake:
         secret: Callable[[], str],
         routes: RouteTable,
         on_commit: Callable[[int], None],
+        on_answered: Callable[[list[Answered]], None] = lambda answered: None,
         linger_seconds: float = 0.002,
     ) -> None:
         if queue.db.sqlite_path is None:
@@ -134,8 +154,10 @@ class ProcessIntake:
         self._secret = secret
         self._routes = routes
         self._on_commit = on_commit
-        self._pending: deque[tuple[Request, asyncio.Future[Verdict]]] = deque()
-        self._in_flight: deque[asyncio.Future[Verdict]] = deque()  # in the order sent
+        self._on_answered = on_answered
+        # Each request's answer to come, and when it was accepted.
+        self._pending: deque[tuple[Request, _Answer]] = deque()
+        self._in_flight: deque[_Answer] = deque()  # in the order sent
         self._arrived = asyncio.Event()
         self._settled = asyncio.Event()  # nothing in flight
         self._sent = asyncio.Event()
@@ -166,22 +188,22 @@ class ProcessIntake:
         if self._process is not None:
             await self._process.close()
             self._process = None
-        for _, future in self._pending:
-            if not future.done():
-                future.set_exception(RuntimeError("server is shutting down"))
+        self._fail([answer for _, answer in self._pending], RuntimeError("server is shutting down"))
         self._pending.clear()
 
     async def accept(
         self, headers: Mapping[str, str], body: bytes, *, content_type: str, charset: str | None
     ) -> IntakeResult:
         if self._closing or self._task is None or self._task.done():
+            self._on_answered([(503, None, 0.0)])
             return IntakeResult(503, {"error": NOT_STORED}, error="intake is not running")
         request: Request = (delivery_headers(headers), content_type, charset, body)
         future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
+        answer = (future, time.perf_counter())
         if self._sending:
-            self._send(request, future)
+            self._send(request, answer)
         else:
-            self._pending.append((request, future))
+            self._pending.append((request, answer))
             self._arrived.set()
         try:
             verdict = await future
@@ -214,9 +236,7 @@ class ProcessIntake:
                 await self._start_process()
             except Exception as exc:
                 log.exception("the intake process did not start")
-                for _, future in self._pending:
-                    if not future.done():
-                        future.set_exception(exc)
+                self._fail([answer for _, answer in self._pending], exc)
                 self._pending.clear()
                 return
             self._sending = True
@@ -273,28 +293,32 @@ class ProcessIntake:
                 await self._settled.wait()
             raise
 
-    def _send(self, request: Request, future: asyncio.Future[Verdict]) -> None:
+    def _send(self, request: Request, answer: _Answer) -> None:
         assert self._process is not None
         try:
             self._process.send(request)
         except Exception as exc:  # the process is gone: this request fails, GitHub retries
-            future.set_exception(exc)
+            self._fail([answer], exc)
             return
-        self._in_flight.append(future)
+        self._in_flight.append(answer)
         self._sent.set()
 
     def _answered(self, verdicts: list[Verdict]) -> None:
         """A batch's verdicts, in the order its requests were sent."""
         in_flight = self._in_flight
         queued = 0
+        now = time.perf_counter()
+        answered: list[Answered] = []
         for verdict in verdicts:
             if not in_flight:
                 log.error("the intake process answered a request that was not sent")
                 break
-            future = in_flight.popleft()
+            future, started = in_flight.popleft()
             if not future.done():
                 future.set_result(verdict)
+            answered.append((verdict[0], verdict[2], now - started))
             queued += verdict[5]
+        self._on_answered(answered)
         if queued:
             self._on_commit(queued)
         if not in_flight:
@@ -305,12 +329,21 @@ class ProcessIntake:
         row that was stored after all is recognised as a redelivery then)."""
         if self._in_flight:
             log.error("the intake process ended with %d requests unanswered", len(self._in_flight))
-        for future in self._in_flight:
-            if not future.done():
-                future.set_exception(error)
+        self._fail(self._in_flight, error)
         self._in_flight.clear()
         self._sending = False  # later requests wait for a new process
         self._settled.set()
+
+    def _fail(self, answers: Iterable[_Answer], error: BaseException) -> None:
+        """Requests that get no verdict: each of them will answer 503."""
+        now = time.perf_counter()
+        failed: list[Answered] = []
+        for future, started in answers:
+            if not future.done():
+                future.set_exception(error)
+                failed.append((503, None, now - started))
+        if failed:
+            self._on_answered(failed)
 
 
 def create_intake(
@@ -319,8 +352,12 @@ def create_intake(
     secret: Callable[[], str],
     routes: RouteTable,
     on_commit: Callable[[int], None],
+    on_answered: Callable[[list[Answered]], None],
 ) -> Intake:
-    """The intake process for a SQLite file; this process's own intake otherwise."""
-    if queue.db.sqlite_path is not None:
-        return ProcessIntake(queue, secret=secret, routes=routes, on_commit=on_commit)
-    return InProcessIntake(queue, secret=secret, routes=routes, on_commit=on_commit)
+    """The intake process for a SQLite file; this process's own intake otherwise.
+
+    ``on_answered`` hears of every request's outcome, a batch at a time (for the metrics and
+    the health window: per batch, that bookkeeping costs the event loop far less).
+    """
+    kind = ProcessIntake if queue.db.sqlite_path is not None else InProcessIntake
+    return kind(queue, secret=secret, routes=routes, on_commit=on_commit, on_answered=on_answered)

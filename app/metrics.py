@@ -15,13 +15,13 @@ class Metrics:
     # call, which the webhook view would pay several times per delivery.
     _children: dict[tuple[Counter, str], Any] = field(default_factory=dict, repr=False)
 
-    def inc(self, metric: Counter, value: str) -> None:
-        """Add one to ``metric``'s child for its single label ``value``."""
+    def inc(self, metric: Counter, value: str, amount: int = 1) -> None:
+        """Add ``amount`` to ``metric``'s child for its single label ``value``."""
         key = (metric, value)
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = metric.labels(value)
-        child.inc()
+        child.inc(amount)
 
     def __post_init__(self) -> None:
         r = self.registry

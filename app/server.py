@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +18,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import Counter as PromCounter
 
 from app import __version__
 from app.config_loader import ConfigLoader
@@ -28,7 +30,7 @@ from app.github.webhook import (
 )
 from app.handlers import Dispatcher, build_router
 from app.health import HealthMonitor, register_health_metrics
-from app.intake import Intake, create_intake
+from app.intake import Answered, Intake, create_intake
 from app.logs import RedactingFilter
 from app.metrics import Metrics
 from app.queue import DONE, FAILED, Delivery, DeliveryQueue, WorkerPool
@@ -112,6 +114,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
             secret=settings.webhook_secret,
             routes=app[ROUTER].table(),
             on_commit=lambda n: _notify_workers(app, n),
+            on_answered=lambda answered: _count_answered(app, answered),
         )
         intake.start()
         app[INTAKE] = intake
@@ -190,39 +193,46 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def webhook_view(request: web.Request) -> web.Response:
-    started = time.perf_counter()
-    response = await _webhook(request)
-    services = request.app.get(SERVICES)
-    if services is not None:
-        services.health.record("webhook", time.perf_counter() - started, response.status < 500)
-    return response
-
-
-async def _webhook(request: web.Request) -> web.Response:
+    """Read the request, have intake judge and store it, answer. The metrics and the health
+    window hear of it from intake (``_count_answered``), a batch at a time."""
     app = request.app
-    metrics = app[METRICS]
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        metrics.inc(metrics.rejected, "413")
+        _count_answered(app, [(413, None, 0.0)])
         return _error(413, "payload larger than 25 MB")
     result = await app[INTAKE].accept(
         request.headers, body, content_type=request.content_type, charset=request.charset
     )
     status = result.status
     if status == 202:
-        metrics.inc(metrics.received, result.event or "")
         if result.head is not None and result.pr_key is not None:
             app[SERVICES].coordinator.note_head(result.pr_key, result.head)
-    elif status == 200 and result.event is not None:
-        metrics.inc(metrics.duplicates, result.event)
     elif status == 503:
         log.error("could not store a delivery: %s", result.error)
-        metrics.inc(metrics.rejected, "503")
     elif status >= 400:
         log.info("webhook rejected with %d: %s", status, result.error)
-        metrics.inc(metrics.rejected, str(status))
     return _json(result.body, status)
+
+
+def _count_answered(app: web.Application, answered: list[Answered]) -> None:
+    """Webhook requests answered: the delivery counters and the webhook's health window."""
+    metrics = app[METRICS]
+    counts: Counter[tuple[PromCounter, str]] = Counter()
+    for status, event, _ in answered:
+        if status == 202:
+            counts[metrics.received, event or ""] += 1
+        elif status == 200 and event is not None:
+            counts[metrics.duplicates, event] += 1
+        elif status >= 400:
+            counts[metrics.rejected, str(status)] += 1
+    for (metric, label), n in counts.items():
+        metrics.inc(metric, label, n)
+    services = app.get(SERVICES)
+    if services is not None:
+        services.health.record_many(
+            "webhook", [(seconds, status < 500) for status, _, seconds in answered]
+        )
 
 
 def _error(status: int, reason: str) -> web.Response:

@@ -238,3 +238,11 @@ def test_registering_twice_in_one_registry_is_refused() -> None:
     register_health_metrics(HealthMonitor(), registry)
     with pytest.raises(ValueError, match="Duplicated timeseries"):
         register_health_metrics(HealthMonitor(), registry)
+
+
+def test_record_many_is_several_records_with_one_clock_reading() -> None:
+    monitor, _clock = monitor_with(components=("webhook",))
+    monitor.record_many("webhook", [(0.01, True), (0.02, True), (float("nan"), False)])
+    health = monitor.component("webhook")
+    assert (health.count, health.errors) == (3, 1)
+    assert health.p99_s is not None and health.p99_s <= 0.02  # the NaN counts as 0

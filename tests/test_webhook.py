@@ -256,3 +256,19 @@ async def test_event_nobody_handles_is_stored_as_done_without_queueing(
     assert row.finished_at is not None
     health = await (await client.get("/healthz")).json()
     assert health["queue_depth"] == 0
+
+
+async def test_every_answer_is_counted_and_lands_in_the_health_window(
+    client: TestClient[Any, Any],
+) -> None:
+    body = json.dumps(PAYLOAD).encode()
+    assert (await client.post("/webhook", data=body, headers=signed(body))).status == 202
+    assert (await client.post("/webhook", data=body, headers=signed(body))).status == 200
+    forged = signed(body, delivery="d-2", secret="not the secret")
+    assert (await client.post("/webhook", data=body, headers=forged)).status == 401
+    metrics = await (await client.get("/metrics")).text()
+    assert 'aigateway_deliveries_received_total{event="pull_request"} 1.0' in metrics
+    assert 'aigateway_deliveries_duplicate_total{event="pull_request"} 1.0' in metrics
+    assert 'aigateway_deliveries_rejected_total{status="401"} 1.0' in metrics
+    webhook = (await (await client.get("/healthz")).json())["components"]["webhook"]
+    assert (webhook["calls"], webhook["errors"]) == (3, 0)  # a 401 is the sender's fault
