@@ -27,7 +27,15 @@ from typing import Any, Protocol
 
 from app.github.routes import RouteTable
 from app.github.webhook import DELIVERY_HEADERS, Answer, examine
-from app.intake_process import NOT_STORED, IntakeProcess, Request, Verdict
+from app.intake_process import (
+    NOT_STORED,
+    IntakeProcess,
+    Request,
+    Verdict,
+    answered,
+    not_stored,
+    stored,
+)
 from app.queue import DeliveryQueue, IntakeWriter
 
 log = logging.getLogger(__name__)
@@ -73,8 +81,8 @@ def delivery_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {name: headers[name] for name in DELIVERY_HEADERS if name in headers}
 
 
-class InProcessIntake:
-    """Examine in this process; store through ``IntakeWriter``."""
+class _IntakeBase:
+    """What both intakes are given: the queue, the secret, the routes, and whom to tell."""
 
     def __init__(
         self,
@@ -85,10 +93,22 @@ class InProcessIntake:
         on_commit: Callable[[int], None],
         on_answered: Callable[[list[Answered]], None] = lambda answered: None,
     ) -> None:
+        self._queue = queue
         self._secret = secret
         self._routes = routes
+        self._on_commit = on_commit
         self._on_answered = on_answered
-        self._writer = IntakeWriter(queue, on_commit=on_commit)
+        self._set_up()
+
+    def _set_up(self) -> None:
+        """The intake's own state."""
+
+
+class InProcessIntake(_IntakeBase):
+    """Examine in this process; store through ``IntakeWriter``."""
+
+    def _set_up(self) -> None:
+        self._writer = IntakeWriter(self._queue, on_commit=self._on_commit)
 
     def start(self) -> None:
         self._writer.start()
@@ -116,62 +136,36 @@ class InProcessIntake:
             routes=self._routes,
         )
         if isinstance(examined, Answer):
-            return IntakeResult(examined.status, examined.body, error=examined.reason)
+            return IntakeResult.from_verdict(answered(examined))
         delivery = examined.delivery
         try:
             is_new = await self._writer.submit(delivery)
         except Exception as exc:
             log.exception("could not store delivery %s", delivery.id)
-            return IntakeResult(503, {"error": NOT_STORED}, delivery.event, error=repr(exc))
-        if not is_new:
-            body_ = {"ok": True, "duplicate": True, "delivery": delivery.id}
-            return IntakeResult(200, body_, delivery.event, delivery.pr_key)
-        return IntakeResult(
-            202,
-            {"ok": True, "delivery": delivery.id},
-            delivery.event,
-            delivery.pr_key,
-            examined.head,
-        )
+            return IntakeResult.from_verdict(not_stored(delivery.event, repr(exc)))
+        return IntakeResult.from_verdict(stored(examined, is_new=is_new))
 
 
-class ProcessIntake:
+class ProcessIntake(_IntakeBase):
     """Requests to the intake process and back; see the module's docstring."""
 
-    def __init__(
-        self,
-        queue: DeliveryQueue,
-        *,
-        secret: Callable[[], str],
-        routes: RouteTable,
-        on_commit: Callable[[int], None],
-        on_answered: Callable[[list[Answered]], None] = lambda answered: None,
-        linger_seconds: float = 0.002,
-    ) -> None:
-        if queue.db.sqlite_path is None:
+    # After a burst's last answer, how long the write lock is kept for the senders' next
+    # requests (see ``_more_within``).
+    LINGER_SECONDS = 0.002
+
+    def _set_up(self) -> None:
+        if self._queue.db.sqlite_path is None:
             raise ValueError("the intake process needs a SQLite database file")
-        self._queue = queue
-        self._secret = secret
-        self._routes = routes
-        self._on_commit = on_commit
-        self._on_answered = on_answered
         # Each request's answer to come, and when it was accepted.
         self._pending: deque[tuple[Request, _Answer]] = deque()
         self._in_flight: deque[_Answer] = deque()  # in the order sent
         self._arrived = asyncio.Event()
         self._settled = asyncio.Event()  # nothing in flight
         self._sent = asyncio.Event()
-        self._linger = linger_seconds
         self._sending = False  # the write lock is held: requests go straight to the process
         self._closing = False
         self._process: IntakeProcess | None = None
         self._task: asyncio.Task[None] | None = None
-
-    @property
-    def waiting(self) -> int:
-        """Requests accepted and not yet sent to the process (it is starting, or the lock is
-        with a worker)."""
-        return len(self._pending)
 
     def start(self) -> None:
         self._closing = False
@@ -249,7 +243,7 @@ class ProcessIntake:
                         await self._until_settled()
                     if self._closing or not self._sending:  # stopping, or the process died
                         break
-                    if not await self._more_within(self._linger):
+                    if not await self._more_within(self.LINGER_SECONDS):
                         break
             finally:
                 self._sending = False

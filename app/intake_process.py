@@ -112,6 +112,26 @@ class FrameReader:
 # ---------------------------------------------------------------------------- the process
 
 
+def answered(answer: Answer) -> Verdict:
+    """A request answered without storing anything."""
+    return (answer.status, answer.body, None, None, None, False, answer.reason)
+
+
+def stored(examined: ToStore, *, is_new: bool) -> Verdict:
+    """A delivery stored now (202), or found stored before (200: a redelivery)."""
+    d = examined.delivery
+    if is_new:
+        body = {"ok": True, "delivery": d.id}
+        return (202, body, d.event, d.pr_key, examined.head, d.needs_handling, None)
+    again = {"ok": True, "duplicate": True, "delivery": d.id}
+    return (200, again, d.event, d.pr_key, None, False, None)
+
+
+def not_stored(event: str | None, error: str) -> Verdict:
+    """A delivery the database did not take; GitHub lets the user redeliver it."""
+    return (503, {"error": NOT_STORED}, event, None, None, False, error)
+
+
 def judge(
     connection: sqlite3.Connection, requests: list[Request], *, secret: str, routes: RouteTable
 ) -> list[Verdict]:
@@ -134,35 +154,22 @@ def judge(
             verdicts[i] = (500, {"error": "internal error"}, None, None, None, False, None)
             continue
         if isinstance(examined, Answer):
-            verdicts[i] = (examined.status, examined.body, None, None, None, False, examined.reason)
+            verdicts[i] = answered(examined)
         else:
             to_store.append((i, examined))
     if to_store:
         try:
-            stored = set(store_deliveries(connection, [e.delivery.row() for _, e in to_store]))
+            new = set(store_deliveries(connection, [e.delivery.row() for _, e in to_store]))
         except Exception as exc:  # the whole statement failed: none of these is stored
             error = f"{type(exc).__name__}: {exc}"
             for i, e in to_store:
-                verdicts[i] = (
-                    503,
-                    {"error": NOT_STORED},
-                    e.delivery.event,
-                    None,
-                    None,
-                    False,
-                    error,
-                )
+                verdicts[i] = not_stored(e.delivery.event, error)
         else:
             claimed: set[str] = set()
             for i, e in to_store:
-                d = e.delivery
-                if d.id in stored and d.id not in claimed:
-                    new = {"ok": True, "delivery": d.id}
-                    verdicts[i] = (202, new, d.event, d.pr_key, e.head, d.needs_handling, None)
-                else:
-                    again = {"ok": True, "duplicate": True, "delivery": d.id}
-                    verdicts[i] = (200, again, d.event, d.pr_key, None, False, None)
-                claimed.add(d.id)
+                delivery_id = e.delivery.id
+                verdicts[i] = stored(e, is_new=delivery_id in new and delivery_id not in claimed)
+                claimed.add(delivery_id)
     return cast(list[Verdict], verdicts)
 
 

@@ -25,7 +25,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
@@ -59,21 +59,6 @@ def _connect(path: str, *, uri: bool) -> sqlite3.Connection:
     return connection
 
 
-async def wait_out(arrived: asyncio.Event) -> None:
-    """Wait for a transaction's outcome to arrive, even when cancelled meanwhile.
-
-    The transaction runs on regardless, so a cancelled caller still waits for it (once more)
-    before re-raising: whatever it holds, such as the write lock, is let go only once the file
-    is free again.
-    """
-    try:
-        await arrived.wait()
-    except asyncio.CancelledError:
-        with contextlib.suppress(asyncio.CancelledError):
-            await arrived.wait()
-        raise
-
-
 class SQLiteWriter:
     """One connection on one thread; ``run`` executes a function as one write transaction."""
 
@@ -83,48 +68,24 @@ class SQLiteWriter:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._connection: sqlite3.Connection | None = None
 
-    def submit(
-        self, work: Callable[[sqlite3.Connection], T], on_done: Callable[[Future[T]], None]
-    ) -> None:
-        """Start ``work`` as one transaction; ``on_done`` gets its outcome on the event loop.
-
-        The outcome comes back in one call scheduled on the loop. Awaiting a wrapped executor
-        future instead costs a loop iteration per layer (the thread's result, the asyncio
-        future, each awaiting coroutine's task), and under load every iteration is milliseconds
-        of other requests.
-        """
-        loop = asyncio.get_running_loop()
-
-        def back_to_loop(outcome: Future[T]) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop closed while this transaction ran
-                loop.call_soon_threadsafe(on_done, outcome)
-
-        self._executor.submit(self._transact, work).add_done_callback(back_to_loop)
-
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` inside ``BEGIN IMMEDIATE … COMMIT`` (rolled back if it raises).
 
         Cancelling the caller does not cut the transaction short: it waits for the thread, so a
         lock the caller holds is released only once the file is free again.
         """
-        outcome: list[Future[T]] = []
-        arrived = asyncio.Event()
-
-        def on_done(result: Future[T]) -> None:
-            outcome.append(result)
-            arrived.set()
-
-        self.submit(work, on_done)
-        await wait_out(arrived)
-        return outcome[0].result()
-
-    def _connected(self) -> sqlite3.Connection:
-        if self._connection is None:
-            self._connection = _connect(self._path, uri=self._uri)
-        return self._connection
+        future = asyncio.get_running_loop().run_in_executor(self._executor, self._transact, work)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            with contextlib.suppress(BaseException):
+                await future
+            raise
 
     def _transact(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        connection = self._connected()
+        if self._connection is None:
+            self._connection = _connect(self._path, uri=self._uri)
+        connection = self._connection
         connection.execute("BEGIN IMMEDIATE")
         try:
             result = work(connection)
