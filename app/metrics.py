@@ -89,6 +89,12 @@ class Metrics:
             ["repository"],
             registry=r,
         )
+        self.tripwire_hits = Counter(
+            "aigateway_tripwire_hits",
+            "Tripwire hits in reviewed pull requests, by rule (policy/tripwire)",
+            ["rule"],
+            registry=r,
+        )
         self.github_requests = Counter(
             "aigateway_github_requests",
             "GitHub API requests, by method and status",

@@ -69,6 +69,7 @@ __all__ = [
     "ReviewConfig",
     "RiskConfig",
     "RiskRule",
+    "TripwireConfig",
     "apply_operator_ceilings",
     "config_json_schema",
     "format_errors_markdown",
@@ -202,6 +203,45 @@ class PathInstruction(_Section):
     instructions: str = Field(min_length=1, max_length=4000)
 
 
+def _valid_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {value!r}: {exc}") from exc
+    return value
+
+
+Regex = Annotated[
+    str, StringConstraints(min_length=1, max_length=500), AfterValidator(_valid_regex)
+]
+
+
+class TripwireConfig(_Section):
+    """The deterministic check for text aimed at the reviewer (``app/policy/tripwire.py``)."""
+
+    enabled: bool = Field(default=True, description="Run the tripwire at all.")
+    hidden_unicode: bool = Field(
+        default=True, description="Bidirectional controls and invisible characters."
+    )
+    confusables: bool = Field(
+        default=True, description="Mixed-script identifiers that look like another identifier."
+    )
+    reviewer_instructions: bool = Field(
+        default=True,
+        description="Text that tells an automated reviewer what to conclude or what to skip.",
+    )
+    extra_patterns: tuple[Regex, ...] = Field(
+        default=(),
+        max_length=50,
+        description="More regular expressions (case-insensitive) counted as reviewer-directed.",
+    )
+    skip_paths: tuple[Glob, ...] = Field(
+        default=(),
+        max_length=200,
+        description="Paths not scanned (a repository's own prompt files, say).",
+    )
+
+
 class ReviewConfig(_Section):
     enabled: bool = Field(default=True, description="Review pull requests at all.")
     drafts: bool = Field(default=False, description="Also review draft pull requests.")
@@ -223,6 +263,14 @@ class ReviewConfig(_Section):
         default=300, ge=1, le=10_000, description="Larger pull requests are not reviewed."
     )
     models: ModelOverrides = ModelOverrides()
+    unreviewed_ok: tuple[Glob, ...] = Field(
+        default=(),
+        max_length=200,
+        description="Paths whose changes may go unread by the models (lock files, vendored or "
+        "binary files) without holding the pull request back; every other file the models could "
+        "not see keeps the decision at most auto_pr.",
+    )
+    tripwire: TripwireConfig = TripwireConfig()
 
 
 class RiskRule(_Section):

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     cf_account_id: str | None = None
     cf_aig_gateway_id: str | None = None
     aig_gateway_url: str | None = None
+    # A plain-http gateway URL off loopback is refused unless this says the path is protected.
+    aig_allow_insecure_gateway: bool = False
     cf_aig_token: SecretStr | None = None
     cf_issued_aigateway_token: SecretStr | None = None
     anthropic_api_key: SecretStr | None = None
@@ -161,6 +163,12 @@ class Settings(BaseSettings):
             missing.append("GITHUB_PRIVATE_KEY (or GITHUB_PRIVATE_KEY_PATH)")
         if missing:
             raise SettingsError("missing required settings: " + ", ".join(missing))
+        from app.gateway.urls import GatewayConfigError, gateway_base
+
+        try:
+            gateway_base(self)
+        except GatewayConfigError as exc:
+            raise SettingsError(str(exc)) from exc
         pem = self.private_key_pem()
         try:
             key = load_pem_private_key(pem.encode("utf-8"), password=None)

@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from gidgethub import sansio
 
+from app.config_loader import ConfigLoader
 from app.github.auth import AppAuth
 from app.github.client import InstallationGitHubAPI
 from app.handlers import build_router, dispatch
@@ -40,6 +41,7 @@ from app.policy.actions import (
 )
 from app.policy.autonomy import Decision, DecisionInput, decide
 from app.policy.decisions import ActionTaken, DecisionStore, IntentStatus
+from app.policy.recheck import DecisionBasis
 from app.policy.risk import PathChange, classify_paths
 from app.queue import DeliveryQueue
 from app.repo_config import (
@@ -84,7 +86,7 @@ class World:
 
     @property
     def acting(self) -> Acting:
-        return Acting(store=self.store, identity=self.services.auth)
+        return Acting(store=self.store, identity=self.services.auth, configs=ConfigLoader())
 
     def ctx(self) -> HandlerContext:
         return HandlerContext(
@@ -126,6 +128,9 @@ async def world(
     fake = FakeGitHub()
     fake.attach(await aiohttp_server(fake.app))
     fake.add_repo(REPO)
+    # The default branch's config says act, as the outcomes below do: every merge and escalation
+    # reads it again right before acting.
+    fake.set_file(REPO, ".github/aigateway.yml", "version: 1\nautonomy:\n  mode: act\n")
     settings = make_settings(github_api_url=fake.url, database_url=db_url)
     db = Database.from_url(db_url)
     await migrate.upgrade(db.engine)
@@ -161,21 +166,24 @@ def outcome_for(
     """What the pipeline returns after publishing a review with both models approving."""
     autonomy = AutonomyConfig(mode=mode, escalation=escalation or EscalationConfig())
     config = RepoConfig(autonomy=autonomy)
-    risk = classify_paths([PathChange(p) for p in paths], config.risk.rules)
-    decision = decide(
-        DecisionInput(
-            tier=risk.tier,
-            confidence=confidence,
-            verdicts={"Claude": Verdict.APPROVE, "GPT": Verdict.APPROVE},
-            any_blocker=False,
-            review_complete=True,
-            failed_reviewers=frozenset(),
-            is_fork=pr.is_fork,
-            is_draft=pr.draft,
-            labels=pr.labels,
-            autonomy=autonomy,
-        )
+    changes = [PathChange(p) for p in paths]
+    risk = classify_paths(changes, config.risk.rules)
+    inp = DecisionInput(
+        tier=risk.tier,
+        confidence=confidence,
+        verdicts={"Claude": Verdict.APPROVE, "GPT": Verdict.APPROVE},
+        any_blocker=False,
+        review_complete=True,
+        failed_reviewers=frozenset(),
+        is_fork=pr.is_fork,
+        is_draft=pr.draft,
+        labels=pr.labels,
+        unseen=(),
+        carried=None,
+        tripwire=(),
+        autonomy=autonomy,
     )
+    decision = decide(inp)
     return ReviewOutcome(
         PUBLISHED,
         pr=pr,
@@ -184,6 +192,7 @@ def outcome_for(
         config=config,
         check_run_id=check_run_id,
         conclusion="success",
+        basis=DecisionBasis.of(inp, changes, decision),
     )
 
 
@@ -226,7 +235,7 @@ def test_pull_gate_and_checks_gate() -> None:
     assert gate(pr(), "c" * 40) is Gate.DROP
     assert gate(pr(state="closed")) is Gate.DROP
     assert gate(pr(merged=True)) is Gate.DROP
-    assert gate(pr(draft=True)) is Gate.DROP
+    assert gate(pr(draft=True)) is Gate.CANCEL
     assert gate(pr(mergeable_state="dirty")) is Gate.REFUSE
     assert gate(pr(mergeable_state="behind")) is Gate.REFUSE
     assert gate(pr(mergeable=False, mergeable_state="unknown")) is Gate.REFUSE
@@ -332,10 +341,28 @@ async def test_moved_head_means_no_merge_and_one_comment(world: World) -> None:
     first = await act_on_review(world.gh, outcome_for(reviewed), acting=world.acting)
     again = await act_on_review(world.gh, outcome_for(reviewed), acting=world.acting)
 
-    assert first.action is again.action is ActionTaken.MERGE_REFUSED
+    # The pull request is read again right before the merge: the new head is reviewed first.
+    assert first.action is again.action is ActionTaken.MERGE_DROPPED
+    assert "head moved" in first.result
+    assert not world.fake.pull(REPO, 1).merged
+    assert world.merges() == []
+    assert world.comments() == []
+
+
+async def test_a_head_that_moves_after_the_last_look_is_refused_by_the_sha_pin(
+    world: World,
+) -> None:
+    add_pull(world)
+    reviewed = await world.pull()
+    world.fake.fail_next(
+        "PUT", r"/pulls/1/merge$", 409, body={"message": "Head branch was modified."}
+    )
+
+    first = await act_on_review(world.gh, outcome_for(reviewed), acting=world.acting)
+
+    assert first.action is ActionTaken.MERGE_REFUSED
     assert "409" in first.result
     assert not world.fake.pull(REPO, 1).merged
-    assert all(m.status == 409 for m in world.merges())
     [comment] = world.comments()
     assert reviewed.head_sha[:12] in comment and "did not merge" in comment
 
@@ -587,6 +614,12 @@ async def test_escalation_asks_the_code_owners_of_the_risky_paths(world: World) 
 async def test_escalation_falls_back_to_the_configured_people(world: World) -> None:
     add_pull(world, files=[_patch(".github/workflows/ci.yml")], user="octocat")
     world.fake.set_file(REPO, "docs/CODEOWNERS", "/.github/ @octocat\n")  # only the author
+    world.fake.set_file(
+        REPO,
+        ".github/aigateway.yml",
+        "version: 1\nautonomy:\n  mode: act\n  escalation:\n"
+        "    reviewers: [carol, octocat]\n    teams: [octo/security]\n",
+    )
     outcome = outcome_for(
         await world.pull(),
         paths=[".github/workflows/ci.yml"],
@@ -715,6 +748,7 @@ async def test_check_runs_of_other_apps_are_ignored(world: World) -> None:
 
 async def test_rereview_without_a_gateway_reports_it_on_the_commit(world: World) -> None:
     pull, run_id = await _escalated(world)
+    world.fake.set_permission(REPO, "octocat", "write")
     payload = check_run_payload(
         "requested_action", check_run_id=run_id, head_sha=pull.head_sha, requested_action="rereview"
     )
@@ -768,7 +802,7 @@ async def test_push_to_an_agent_branch_opens_one_pr(world: World) -> None:
     ("config", "branch", "extra"),
     [
         pytest.param(ACT_CONFIG, "feature/x", {}, id="not-an-agent-branch"),
-        pytest.param(None, "codex/x", {}, id="shadow-mode"),
+        pytest.param("version: 1\n", "codex/x", {}, id="shadow-mode"),
         pytest.param("version: 1\nautonomy:\n  mode: off\n", "codex/x", {}, id="off"),
         pytest.param(ACT_CONFIG, "codex/x", {"deleted": True}, id="branch-deleted"),
         pytest.param(ACT_CONFIG, "main", {}, id="default-branch"),

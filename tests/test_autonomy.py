@@ -61,6 +61,9 @@ def make(**changes: object) -> DecisionInput:
         is_fork=False,
         is_draft=False,
         labels=frozenset(),
+        unseen=(),
+        carried=None,
+        tripwire=(),
         autonomy=ACT,
     )
     return replace(base, **changes)  # type: ignore[arg-type]
@@ -374,6 +377,9 @@ def _input(
         is_fork="is_fork" in flags,
         is_draft="is_draft" in flags,
         labels=frozenset({"aigateway: no automation"}) if "label" in flags else frozenset(),
+        unseen=(),
+        carried=None,
+        tripwire=(),
         autonomy=autonomy,
         tightened="tightened" in flags,
     )

@@ -68,13 +68,10 @@ def test_failure_on_one_slice_only_still_caps() -> None:
     assert result.reviewers[1].slices_ok == 1 and result.reviewers[1].slices_failed == 1
 
 
-def test_unreviewed_files_cap_at_half() -> None:
-    result = combine(
-        both(review(confidence=0.99), review(confidence=0.99)),
-        reviewers=REVIEWERS,
-        unreviewed_files=2,
-    )
-    assert result.confidence == 0.5 and not result.complete
+def test_files_no_model_saw_do_not_lower_the_confidence_in_what_was_read() -> None:
+    # They are the decision's business (the unreviewed_files guard), not the consensus's.
+    result = combine(both(review(confidence=0.99), review(confidence=0.99)), reviewers=REVIEWERS)
+    assert result.confidence == 0.99 and result.complete
 
 
 def test_blocker_caps_at_point_three() -> None:

@@ -14,9 +14,7 @@ import pytest
 from app.review.diff import (
     DEFAULT_IGNORE_GLOBS,
     SKIP_BINARY,
-    SKIP_DELETED,
-    SKIP_NO_ADDITIONS,
-    SKIP_NO_CHANGES,
+    SKIP_DELETED_TOO_LARGE,
     DiffParseError,
     FileDiff,
     FileStatus,
@@ -133,7 +131,8 @@ def test_unified_diff_rename_with_changes_and_pure_rename() -> None:
     )
     assert renamed.skip_reason is None
     assert (pure.path, pure.old_path, pure.status) == ("b.txt", "a.txt", "renamed")
-    assert pure.skip_reason == SKIP_NO_CHANGES
+    assert pure.skip_reason is None  # shown as its header: the models see the rename
+    assert render_file(pure) == "## b.txt (renamed from a.txt)\n"
 
 
 def test_unified_diff_rename_without_rename_lines_and_empty_new_file() -> None:
@@ -147,7 +146,7 @@ def test_unified_diff_rename_without_rename_lines_and_empty_new_file() -> None:
         "renamed",
         None,
     )
-    assert (empty.path, empty.status, empty.skip_reason) == ("empty.txt", "added", SKIP_NO_CHANGES)
+    assert (empty.path, empty.status, empty.skip_reason) == ("empty.txt", "added", None)
 
 
 def test_unified_diff_copy() -> None:
@@ -181,13 +180,34 @@ def test_unified_diff_added_and_deleted_files() -> None:
     new, gone = parse_unified_diff(text)
     assert (new.path, new.status, new.additions, new.skip_reason) == ("new.py", "added", 2, None)
     assert (gone.path, gone.status, gone.deletions) == ("gone.py", "removed", 2)
-    assert gone.skip_reason == SKIP_DELETED
+    assert gone.skip_reason is None  # a deletion is a change: its lines are shown
+    assert render_file(gone) == "## gone.py (removed)\n@@ -1,2 +0,0 @@\n-a\n-b\n"
 
 
-def test_unified_diff_deletions_only_file() -> None:
+def test_unified_diff_deletions_only_file_is_shown_with_its_removed_lines() -> None:
     patch = "@@ -1,3 +1,2 @@\n a\n-b\n c"
     f = only(parse_unified_diff(git_diff("x.py", patch)))
-    assert (f.status, f.skip_reason) == ("modified", SKIP_NO_ADDITIONS)
+    assert (f.status, f.skip_reason) == ("modified", None)
+    assert "\n-b\n" in render_file(f)
+    # The line map is unchanged: only right-side lines can carry a comment.
+    line_map = LineMap([f])
+    assert line_map.is_commentable("x.py", 1) and line_map.is_commentable("x.py", 2)
+    assert not line_map.is_commentable("x.py", 3)
+
+
+def test_a_deleted_file_larger_than_one_slice_is_listed_as_not_reviewed() -> None:
+    body = "".join(f"-line {i} of a long file that is removed\n" for i in range(400))
+    text = (
+        "diff --git a/big.py b/big.py\ndeleted file mode 100644\nindex 1111111..0000000\n"
+        f"--- a/big.py\n+++ /dev/null\n@@ -1,400 +0,0 @@\n{body}"
+    ) + git_diff("small.py")
+    files = parse_unified_diff(text)
+    result = slice_diff(files, token_budget=1_000)
+    assert result.reviewed_paths == ["small.py"]
+    [(path, reason)] = result.not_reviewed
+    assert path == "big.py" and reason.startswith(SKIP_DELETED_TOO_LARGE)
+    small = slice_diff(parse_unified_diff(text), token_budget=100_000)
+    assert small.reviewed_paths == ["big.py", "small.py"] and small.not_reviewed == []
 
 
 def test_unified_diff_quoted_path() -> None:
@@ -277,15 +297,15 @@ def test_github_files_statuses_and_skips() -> None:
     by_path = {f.path: f for f in files}
     assert by_path["src/new.py"].status == "added"
     assert by_path["src/new.py"].skip_reason is None
-    assert by_path["src/gone.py"].skip_reason == SKIP_DELETED
+    assert by_path["src/gone.py"].skip_reason is None
     moved = by_path["src/moved.py"]
     assert (moved.status, moved.old_path, moved.skip_reason) == ("renamed", "src/old.py", None)
-    assert by_path["src/same.py"].skip_reason == SKIP_NO_CHANGES
+    assert by_path["src/same.py"].skip_reason is None
     big = by_path["img/big.png"]
     assert (big.is_binary, big.skip_reason) == (True, SKIP_BINARY)
     huge = by_path["data/huge.csv"]
     assert (huge.skip_reason, huge.additions) == (SKIP_BINARY, 90_000)  # GitHub's counts kept
-    assert by_path["src/trim.py"].skip_reason == SKIP_NO_ADDITIONS
+    assert by_path["src/trim.py"].skip_reason is None
     odd_reason = by_path["src/odd.py"].skip_reason
     assert odd_reason is not None
     assert odd_reason.startswith("patch could not be parsed")
@@ -300,7 +320,7 @@ def test_github_files_unusual_patch_fields() -> None:
             entry("two.py", git_diff("x.py") + git_diff("y.py")),
         ]
     )
-    assert empty.skip_reason == SKIP_NO_CHANGES
+    assert empty.skip_reason is None
     assert (full.skip_reason, full.additions) == (None, 3)
     assert (
         two.skip_reason

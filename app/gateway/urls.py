@@ -246,12 +246,19 @@ def gateway_base(settings: Settings) -> str | None:
     parts = urlsplit(base)
     if parts.username is not None or parts.password is not None:
         raise GatewayConfigError("AIG_GATEWAY_URL must not contain a user or password")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname or "") and base not in _warned:
-        _warned.add(base)
-        logger.warning(
-            "the gateway URL uses plain http on a non-loopback host: "
-            "the gateway token travels unencrypted"
-        )
+    if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+        if not settings.aig_allow_insecure_gateway:
+            raise GatewayConfigError(
+                "the gateway URL uses plain http on a non-loopback host, so the gateway token and "
+                "every diff would travel unencrypted; use https, or set "
+                "AIG_ALLOW_INSECURE_GATEWAY=true if the network path is protected otherwise"
+            )
+        if base not in _warned:
+            _warned.add(base)
+            logger.warning(
+                "the gateway URL uses plain http on a non-loopback host "
+                "(AIG_ALLOW_INSECURE_GATEWAY): the gateway token travels unencrypted"
+            )
     return base
 
 

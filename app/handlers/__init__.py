@@ -14,7 +14,7 @@ from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
 from app.github.routes import RecordingRouter
-from app.handlers import checks, installation, pull_request, push
+from app.handlers import checks, installation, pull_request, push, reviews
 from app.handlers.context import HandlerContext
 from app.logs import log_context
 from app.queue import Delivery, RetryLater
@@ -26,6 +26,7 @@ ROUTERS: list[routing.Router] = [
     pull_request.router,
     checks.router,
     push.router,
+    reviews.router,
 ]
 
 

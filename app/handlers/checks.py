@@ -1,7 +1,9 @@
 """Check-run buttons, and the events that can turn a waiting merge green.
 
-- ``check_run`` ``rerequested`` and the "Re-review" button run a full review again, then act on it;
-- the "Approve merge" button merges the reviewed commit for a person with write access;
+- ``check_run`` ``rerequested`` and the "Re-review" button run a full review again, then act on it,
+  for a person whose permission meets ``commands.min_permission`` (a review costs money);
+- the "Approve merge" button merges the reviewed commit for a person with write access, and clears
+  what earlier reviews carried into the next decision (``policy/carry``);
 - ``check_suite`` ``completed`` and ``status`` re-examine the merge intents waiting on that commit.
 
 Only check runs this App created are acted on: GitHub sends ``rerequested`` and
@@ -19,10 +21,12 @@ from gidgethub.abc import GitHubAPI
 
 from app.handlers.context import HandlerContext
 from app.handlers.pull_request import acting_for, repo_config, review_and_act
-from app.policy.actions import advance_intents_for_sha, approve_merge
-from app.policy.decisions import DecisionStore
+from app.policy.actions import advance_intents_for_sha, approve_merge, post_once
+from app.policy.decisions import ActionTaken, DecisionStore
+from app.policy.permissions import fetch_permission
 from app.review.pipeline import PullRequest
 from app.review.render import CHECK_NAME
+from app.review.store import ReviewStore
 
 router = routing.Router()
 
@@ -51,13 +55,35 @@ async def _pull_numbers(run: Mapping[str, Any], repository: str, ctx: HandlerCon
 
 
 async def _rereview(
-    gh: GitHubAPI, run: Mapping[str, Any], repository: str, ctx: HandlerContext
+    gh: GitHubAPI,
+    data: Mapping[str, Any],
+    run: Mapping[str, Any],
+    repository: str,
+    ctx: HandlerContext,
 ) -> None:
     numbers = await _pull_numbers(run, repository, ctx)
     if not numbers:
         ctx.log.info("check run %s belongs to no pull request; nothing to re-review", run["id"])
+    requester = str((data.get("sender") or {}).get("login") or "")
     for number in numbers:
         pr = PullRequest.from_api(await gh.getitem(f"/repos/{repository}/pulls/{number}"))
+        config = await repo_config(gh, repository, pr.default_branch, ctx=ctx)
+        needed = config.commands.min_permission
+        held = await fetch_permission(gh, repository, requester) if requester else None
+        if held is None or not held.satisfies(needed):
+            ctx.log.info("re-review of %s by %r refused: %s", pr.key, requester, held)
+            await post_once(
+                gh,
+                repository,
+                number,
+                pr.head_sha,
+                f"rereview_refused:{requester.casefold()}",
+                f"**{CHECK_NAME}** did not run a new review for `{requester}`: a review costs "
+                f"money, so it needs `{needed.value}` permission on the repository "
+                f"(`{requester}` has {f'`{held.value}`' if held else 'none'}).",
+                acting=acting_for(ctx),
+            )
+            continue
         await review_and_act(gh, pr, ctx=ctx, incremental=False)
 
 
@@ -71,16 +97,22 @@ async def _approve(
         return
     default_branch = str(data["repository"].get("default_branch") or "main")
     config = await repo_config(gh, repository, default_branch, ctx=ctx)
-    await approve_merge(
+    approver = str(data["sender"]["login"])
+    record = await approve_merge(
         gh,
         repository=repository,
         pr_number=numbers[0],
         reviewed_sha=str(run["head_sha"]),
         check_run_id=int(run["id"]),
-        approver=str(data["sender"]["login"]),
+        approver=approver,
         autonomy=config.autonomy,
         acting=acting_for(ctx),
     )
+    if record.action is not ActionTaken.APPROVAL_REFUSED:
+        # A person with write access vouched for this head: what earlier heads carried ends here.
+        await ReviewStore(ctx.services.db).clear(
+            repository, numbers[0], str(run["head_sha"]), by=approver
+        )
 
 
 @router.register("check_run", action="rerequested")
@@ -91,7 +123,7 @@ async def on_check_run_rerequested(
     run = data["check_run"]
     if gh is None or not await _is_ours(run, ctx):
         return
-    await _rereview(gh, run, str(data["repository"]["full_name"]), ctx)
+    await _rereview(gh, data, run, str(data["repository"]["full_name"]), ctx)
 
 
 @router.register("check_run", action="requested_action")
@@ -104,7 +136,7 @@ async def on_check_run_requested_action(
         return
     identifier = str((data.get("requested_action") or {}).get("identifier") or "")
     if identifier == REREVIEW:
-        await _rereview(gh, run, str(data["repository"]["full_name"]), ctx)
+        await _rereview(gh, data, run, str(data["repository"]["full_name"]), ctx)
     elif identifier == APPROVE_MERGE:
         await _approve(gh, data, run, ctx)
     else:

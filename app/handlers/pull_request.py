@@ -23,7 +23,12 @@ REVIEW_ACTIONS = ("opened", "synchronize", "reopened", "ready_for_review")
 
 def acting_for(ctx: HandlerContext) -> Acting:
     """The acting stage's dependencies for one delivery (cheap: nothing is fetched here)."""
-    return Acting(store=DecisionStore(ctx.services.db), identity=ctx.services.auth, log=ctx.log)
+    return Acting(
+        store=DecisionStore(ctx.services.db),
+        identity=ctx.services.auth,
+        configs=ctx.services.config_loader or ConfigLoader(),
+        log=ctx.log,
+    )
 
 
 async def repo_config(
@@ -75,6 +80,8 @@ async def review_and_act(
             decision=outcome.decision.decision.value,
             acted=str(outcome.decision.act).lower(),
         ).inc()
+    for hit in outcome.extra.get("tripwire") or ():
+        metrics.tripwire_hits.labels(rule=hit.rule.value).inc()
     if outcome.status == PUBLISHED:
         await act_on_review(gh, outcome, acting=acting_for(ctx))
     return outcome

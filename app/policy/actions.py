@@ -12,6 +12,9 @@ Merging is the dangerous action, so it is pinned and gated:
 - while checks are pending, or GitHub is still computing mergeability, the wish to merge is kept
   as a *merge intent* and re-examined when a ``check_suite``/``status`` event arrives for the same
   SHA; failed checks, a moved head or a closed pull request drop it;
+- right before every attempt the pull request and the repository config are read again and the
+  decision is taken again on those fresh facts (``policy/recheck``): a label, a draft, a switch
+  to shadow mode or a new risk rule that lowers it cancels the merge, with one comment;
 - a claim on the intent row makes the merge happen at most once, however many events race;
 - a refusal (GitHub's 405/409, conflicts, branch protection) ends in one comment per head, never
   in a retry loop.
@@ -33,7 +36,7 @@ import gidgethub
 from gidgethub.abc import GitHubAPI
 from pathspec import GitIgnoreSpec
 
-from app.config_loader import fetch_text_file
+from app.config_loader import ConfigLoader, fetch_text_file
 from app.github.auth import AppIdentity
 from app.policy.autonomy import AutonomyDecision, Decision
 from app.policy.codeowners import CODEOWNERS_PATHS, CodeOwners, Owners, parse_codeowners
@@ -45,8 +48,9 @@ from app.policy.decisions import (
     IntentStatus,
     MergeIntent,
 )
+from app.policy.recheck import DecisionBasis, human_merge_refusal
 from app.policy.risk import RiskReport
-from app.repo_config import AutonomyConfig, AutonomyMode
+from app.repo_config import AutonomyConfig, AutonomyMode, RepoConfig
 from app.review.pipeline import PullRequest, ReviewOutcome
 from app.review.render import CHECK_NAME
 from app.review.sanitize import clean, truncate
@@ -98,11 +102,16 @@ class IdentitySource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Acting:
-    """What every action needs besides the GitHub client: the store and the App's identity."""
+    """What every action needs besides the GitHub client: the store, the App's identity, and
+    the repository config as it is now on the default branch (read again before acting)."""
 
     store: DecisionStore
     identity: IdentitySource
+    configs: ConfigLoader
     log: logging.Logger = field(default=log)
+
+    async def config(self, gh: GitHubAPI, pr: PullRequest) -> RepoConfig:
+        return (await self.configs.load(gh, pr.repository, pr.default_branch)).config
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +133,7 @@ class Gate(StrEnum):
     WAIT = "wait"  # checks pending or mergeability unknown: keep the intent
     DROP = "drop"  # head moved, checks failed, closed: forget it quietly
     REFUSE = "refuse"  # GitHub or the pull request's state says no: say why, once
+    CANCEL = "cancel"  # fresh facts lower the decision (a label, a draft, the config): say why
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +166,7 @@ def pull_gate(pr: PullRequest, head_sha: str) -> Readiness | None:
             Gate.DROP, f"the head moved from {head_sha[:12]} to {pr.head_sha[:12]} after the review"
         )
     if pr.draft or state == "draft":
-        return Readiness(Gate.DROP, "the pull request is a draft")
+        return Readiness(Gate.CANCEL, "the pull request is now a draft")
     if pr.mergeable is False or state == "dirty":
         return Readiness(Gate.REFUSE, "it has merge conflicts with its base branch")
     if state == "behind":
@@ -251,12 +261,14 @@ _FINAL_ACTIONS: Final[Mapping[IntentStatus, ActionTaken]] = {
     IntentStatus.MERGED: ActionTaken.MERGED,
     IntentStatus.DROPPED: ActionTaken.MERGE_DROPPED,
     IntentStatus.REFUSED: ActionTaken.MERGE_REFUSED,
+    IntentStatus.CANCELLED: ActionTaken.MERGE_CANCELLED,
 }
 _SETTLED: Final[Mapping[Gate, tuple[IntentStatus, ActionTaken]]] = {
     Gate.READY: (IntentStatus.MERGED, ActionTaken.MERGED),
     Gate.WAIT: (IntentStatus.PENDING, ActionTaken.MERGE_PENDING),
     Gate.DROP: (IntentStatus.DROPPED, ActionTaken.MERGE_DROPPED),
     Gate.REFUSE: (IntentStatus.REFUSED, ActionTaken.MERGE_REFUSED),
+    Gate.CANCEL: (IntentStatus.CANCELLED, ActionTaken.MERGE_CANCELLED),
 }
 
 
@@ -284,13 +296,14 @@ async def request_merge(
     title: str,
     message: str,
     acting: Acting,
+    basis: DecisionBasis | None,
     requested_by: str | None = None,
-    fresh: bool = False,
 ) -> MergeOutcome:
     """Record the intent to merge ``pr`` at its head, then try it now.
 
-    ``fresh``: ``pr`` was read from GitHub moments ago, so it is used as it is instead of being
-    read again (the SHA pin still protects the merge if it is already out of date).
+    ``basis`` is what the bot decided from, so the decision can be taken again before each
+    attempt; None for a merge a person asked for (then only their word, the label, the draft
+    flag and the autonomy mode are checked again).
     """
     intent = await acting.store.upsert_intent(
         repository=pr.repository,
@@ -300,8 +313,9 @@ async def request_merge(
         commit_title=title,
         commit_message=message,
         requested_by=requested_by,
+        basis=basis.to_json() if basis is not None else None,
     )
-    return await advance_intent(gh, intent, acting=acting, pr=pr if fresh else None)
+    return await advance_intent(gh, intent, acting=acting)
 
 
 async def advance_intents_for_sha(
@@ -319,9 +333,7 @@ async def advance_intents_for_sha(
     return outcomes
 
 
-async def advance_intent(
-    gh: GitHubAPI, intent: MergeIntent, *, acting: Acting, pr: PullRequest | None = None
-) -> MergeOutcome:
+async def advance_intent(gh: GitHubAPI, intent: MergeIntent, *, acting: Acting) -> MergeOutcome:
     """Claim the intent, check the pull request and its checks, and merge if everything is green.
 
     Only the worker that moved the row from ``pending`` to ``merging`` may call GitHub. Another
@@ -335,7 +347,7 @@ async def advance_intent(
     if deferred is not None:
         return deferred
     try:
-        readiness = await _attempt_until_settled(gh, intent, acting=acting, pr=pr)
+        readiness = await _attempt_until_settled(gh, intent, acting=acting)
     except Exception:
         await acting.store.settle(intent.id, IntentStatus.PENDING, "the last attempt failed")
         raise
@@ -352,6 +364,8 @@ async def advance_intent(
     )
     if readiness.gate is Gate.REFUSE:
         await _explain_refusal(gh, intent, readiness.reason, acting=acting)
+    elif readiness.gate is Gate.CANCEL:
+        await _explain_cancel(gh, intent, readiness.reason, acting=acting)
     return MergeOutcome(action, readiness.reason)
 
 
@@ -373,28 +387,33 @@ async def _claim_or_defer(intent: MergeIntent, acting: Acting) -> MergeOutcome |
 
 
 async def _attempt_until_settled(
-    gh: GitHubAPI, intent: MergeIntent, *, acting: Acting, pr: PullRequest | None
+    gh: GitHubAPI, intent: MergeIntent, *, acting: Acting
 ) -> Readiness:
     """Attempt the merge; a wait is released only when no other event asked for a recheck."""
     for _ in range(_MAX_LOOKS):
-        readiness = await _attempt(gh, intent, acting=acting, pr=pr)
+        readiness = await _attempt(gh, intent, acting=acting)
         if readiness.gate is not Gate.WAIT:
             return readiness
         if await acting.store.release(intent.id, readiness.reason):
             return readiness
-        pr = None  # something changed while we looked: read everything again
     await acting.store.settle(intent.id, IntentStatus.PENDING, readiness.reason)
     return readiness
 
 
-async def _attempt(
-    gh: GitHubAPI, intent: MergeIntent, *, acting: Acting, pr: PullRequest | None
-) -> Readiness:
-    if pr is None:
-        pr = await _read_pull(gh, intent.repository, intent.pr_number)
+async def _attempt(gh: GitHubAPI, intent: MergeIntent, *, acting: Acting) -> Readiness:
+    """One look at the merge, on facts read now: the pull request, the config, the checks."""
+    pr = await _read_pull(gh, intent.repository, intent.pr_number)
     verdict = pull_gate(pr, intent.head_sha)
     if verdict is not None:
         return verdict
+    config = await acting.config(gh, pr)
+    if intent.basis is not None:
+        basis = DecisionBasis.from_json(intent.basis)
+        cancel = basis.refusal(labels=pr.labels, draft=pr.draft, config=config)
+    else:
+        cancel = human_merge_refusal(pr.labels, pr.draft, config)
+    if cancel is not None:
+        return Readiness(Gate.CANCEL, cancel)
     own = await acting.identity.identity()
     checks = await read_checks(gh, intent.repository, intent.head_sha, own_app_id=own.id)
     verdict = checks_gate(pr, checks)
@@ -450,6 +469,25 @@ async def _explain_refusal(
         intent.pr_number,
         intent.head_sha,
         "merge_refused",
+        body,
+        acting=acting,
+    )
+
+
+async def _explain_cancel(
+    gh: GitHubAPI, intent: MergeIntent, reason: str, *, acting: Acting
+) -> None:
+    body = (
+        f"**{CHECK_NAME}** cancelled its merge of this pull request at "
+        f"`{intent.head_sha[:12]}`: {clean(reason)}.\n\nNothing was merged. Merge it yourself "
+        "if that is right, or push a new commit for a fresh review."
+    )
+    await post_once(
+        gh,
+        intent.repository,
+        intent.pr_number,
+        intent.head_sha,
+        "merge_cancelled",
         body,
         acting=acting,
     )
@@ -571,7 +609,9 @@ async def act_on_review(gh: GitHubAPI, outcome: ReviewOutcome, *, acting: Acting
     if pr is None or decision is None or risk is None or config is None:
         return ActionRecord(ActionTaken.NOTHING, f"no decision to act on ({outcome.status})")
     try:
-        action, result = await _carry_out(gh, pr, decision, risk, config.autonomy, acting)
+        action, result = await _carry_out(
+            gh, pr, decision, risk, config.autonomy, acting, outcome.basis
+        )
     except gidgethub.GitHubException as exc:
         acting.log.exception("acting on %s at %s failed", pr.key, pr.head_sha[:12])
         action, result = ActionTaken.ERROR, f"{type(exc).__name__}: {exc}"[:2000]
@@ -610,11 +650,14 @@ async def _carry_out(
     risk: RiskReport,
     autonomy: AutonomyConfig,
     acting: Acting,
+    basis: DecisionBasis | None,
 ) -> tuple[ActionTaken, str]:
     if not decision.act:
         return ActionTaken.NOTHING, decision.explain()
     match decision.decision:
         case Decision.AUTO_MERGE:
+            if basis is None:  # nothing to decide again on fresh facts: a human merges it
+                return ActionTaken.LEFT_FOR_HUMAN, "no decision basis to re-check before merging"
             title, message = commit_text(
                 pr, confidence=decision.confidence, tier=decision.tier.value
             )
@@ -625,13 +668,23 @@ async def _carry_out(
                 title=title,
                 message=message,
                 acting=acting,
-                fresh=True,
+                basis=basis,
             )
             return merged.action, merged.reason
         case Decision.AUTO_PR:
             return ActionTaken.LEFT_FOR_HUMAN, "left for a human to merge"
         case Decision.ESCALATE:
-            summary = await escalate(gh, pr, risk=risk, autonomy=autonomy, acting=acting)
+            # Escalating labels and pings people: not if they asked the bot to keep off since.
+            fresh = await _read_pull(gh, pr.repository, pr.number)
+            config = await acting.config(gh, fresh)
+            cancel = (
+                basis.refusal(labels=fresh.labels, draft=fresh.draft, config=config)
+                if basis is not None
+                else None
+            )
+            if cancel is not None:
+                return ActionTaken.CANCELLED, cancel
+            summary = await escalate(gh, pr, risk=risk, autonomy=config.autonomy, acting=acting)
             return ActionTaken.ESCALATED, summary
         case _:
             assert_never(decision.decision)
@@ -700,8 +753,8 @@ async def approve_merge(
             title=title,
             message=message,
             acting=acting,
+            basis=None,
             requested_by=approver,
-            fresh=True,
         )
         action, result = merged.action, merged.reason
     decision_id = await acting.store.record(

@@ -18,6 +18,18 @@ guard                      effect
                            auto_pr** for low/medium risk (a human merges, and reads it then);
                            **escalate** for high/critical, where the unchecked part needs a
                            named human, not whoever clicks merge.
+``unreviewed_files``       a changed file the models could not see (binary, too large, no patch,
+                           ignored, over a cap) and the config does not waive. **At most
+                           auto_pr**: nothing unseen is merged by the bot; a human merges it and
+                           reads it then (a critical unseen path makes the PR critical anyway).
+``carried``                what earlier reviews of the pull request still say (``policy/carry``):
+                           a carried blocker, request for changes or escalation **escalates**; a
+                           carried reviewer failure acts like ``review_incomplete``; and the
+                           matrix cell is taken at the lowest confidence since the last full
+                           review.
+``tripwire``               **escalate** — the deterministic tripwire (``policy/tripwire``) found
+                           hidden Unicode, a look-alike identifier or text addressed to the
+                           reviewer: the models' confidence may have been steered.
 ``reviewers_disagree``     **step down** one level — the models' verdicts differ, so the
                            confidence behind the matrix cell is weaker than the number says.
 ``tightened``              **step down** one level — the feedback loop saw this repository's
@@ -48,6 +60,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final, assert_never
 
+from app.policy.carry import Carried, Unseen
 from app.policy.risk import Tier
 from app.repo_config import AutonomyConfig, AutonomyMode
 from app.review.model import Verdict
@@ -144,6 +157,9 @@ class Guard(StrEnum):
     REQUEST_CHANGES = "request_changes"
     BLOCKER_FINDING = "blocker_finding"
     REVIEW_INCOMPLETE = "review_incomplete"
+    UNREVIEWED_FILES = "unreviewed_files"
+    CARRIED = "carried"
+    TRIPWIRE = "tripwire"
     REVIEWERS_DISAGREE = "reviewers_disagree"
     TIGHTENED = "tightened"
     FORK = "fork"
@@ -177,7 +193,9 @@ class DecisionInput:
     The safety-relevant fields have no defaults, so a caller cannot forget one and silently get
     the permissive answer. ``verdicts`` holds the reviewers that returned a valid review; the ones
     that failed or timed out are in ``failed_reviewers``. ``review_complete`` is false when any
-    slice of the diff went unreviewed.
+    slice of the diff went unreviewed. ``unseen`` lists every changed file the models did not see
+    (waived ones included, marked), ``carried`` what earlier reviews of the pull request still
+    say, and ``tripwire`` each hit of the deterministic tripwire, described.
     """
 
     tier: Tier
@@ -189,11 +207,23 @@ class DecisionInput:
     is_fork: bool
     is_draft: bool
     labels: frozenset[str]
+    unseen: tuple[Unseen, ...]
+    carried: Carried | None
+    tripwire: tuple[str, ...]
     autonomy: AutonomyConfig = field(default_factory=AutonomyConfig)
     tightened: bool = False
 
     def __post_init__(self) -> None:
         _column(self.confidence)  # reject NaN and out-of-range values at construction
+        if self.carried is not None:
+            _column(self.carried.confidence)
+
+    @property
+    def effective_confidence(self) -> float:
+        """The confidence the matrix is read at: the lowest since the last full review."""
+        if self.carried is None:
+            return self.confidence
+        return min(self.confidence, self.carried.confidence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +304,34 @@ def _guards(inp: DecisionInput) -> Iterator[AppliedGuard]:
         effect = Effect.ESCALATE if inp.tier >= Tier.HIGH else Effect.AT_MOST_AUTO_PR
         yield AppliedGuard(Guard.REVIEW_INCOMPLETE, effect, "; ".join(problems))
 
+    unseen = [u for u in inp.unseen if not u.waived]
+    if unseen:
+        # A critical unseen file needs no escalation here: it makes the PR critical already.
+        named = ", ".join(f"{u.path} ({u.reason})" for u in unseen[:3])
+        more = f" and {len(unseen) - 3} more" if len(unseen) > 3 else ""
+        yield AppliedGuard(
+            Guard.UNREVIEWED_FILES,
+            Effect.AT_MOST_AUTO_PR,
+            f"{len(unseen)} changed file(s) were not shown to the models: {named}{more}",
+        )
+
+    carried = inp.carried
+    if carried is not None:
+        if carried.blockers or carried.request_changes or carried.escalated:
+            yield AppliedGuard(Guard.CARRIED, Effect.ESCALATE, carried.describe())
+        elif carried.failed:
+            effect = Effect.ESCALATE if inp.tier >= Tier.HIGH else Effect.AT_MOST_AUTO_PR
+            yield AppliedGuard(Guard.CARRIED, effect, carried.describe())
+
+    if inp.tripwire:
+        shown = "; ".join(inp.tripwire[:3])
+        more = f" and {len(inp.tripwire) - 3} more" if len(inp.tripwire) > 3 else ""
+        yield AppliedGuard(
+            Guard.TRIPWIRE,
+            Effect.ESCALATE,
+            f"the tripwire found text aimed at the reviewer: {shown}{more}",
+        )
+
     if len(set(inp.verdicts.values())) > 1:
         said = ", ".join(f"{name} {inp.verdicts[name].value}" for name in sorted(inp.verdicts))
         yield AppliedGuard(
@@ -336,7 +394,7 @@ def _stops_action(effect: Effect) -> bool:
 
 def decide(inp: DecisionInput) -> AutonomyDecision:
     """The matrix cell for ``inp``, lowered by every guard that applies."""
-    cell = matrix(inp.tier, inp.confidence)
+    cell = matrix(inp.tier, inp.effective_confidence)
     guards = tuple(_guards(inp))
     decision = cell
     # Step-downs first (how far to trust the cell), then caps (what the situation allows).
@@ -344,7 +402,7 @@ def decide(inp: DecisionInput) -> AutonomyDecision:
         decision = _apply(applied.effect, decision)
     return AutonomyDecision(
         tier=inp.tier,
-        confidence=inp.confidence,
+        confidence=inp.effective_confidence,
         matrix_decision=cell,
         decision=lower(decision, cell),  # belt and braces: never above the matrix
         act=not any(_stops_action(applied.effect) for applied in guards),

@@ -58,6 +58,8 @@ class ActionTaken(StrEnum):
     MERGE_PENDING = "merge_pending"  # waiting for checks or for GitHub's mergeability
     MERGE_DROPPED = "merge_dropped"  # head moved, checks failed, pull request closed
     MERGE_REFUSED = "merge_refused"  # GitHub or the pull request's state said no
+    MERGE_CANCELLED = "merge_cancelled"  # fresh facts lowered the decision before the merge
+    CANCELLED = "cancelled"  # fresh facts stopped an escalation before it happened
     ESCALATED = "escalated"
     LEFT_FOR_HUMAN = "left_for_human"
     OPENED_PR = "opened_pr"
@@ -72,6 +74,7 @@ class IntentStatus(StrEnum):
     MERGED = "merged"
     DROPPED = "dropped"
     REFUSED = "refused"
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,7 @@ class MergeIntent:
     requested_by: str | None
     status: IntentStatus
     reason: str | None
+    basis: str | None = None  # JSON ``DecisionBasis``; None for a merge a person asked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +172,7 @@ def _intent(row: Any) -> MergeIntent:
         requested_by=row.requested_by,
         status=IntentStatus(row.status),
         reason=row.reason,
+        basis=row.basis,
     )
 
 
@@ -298,6 +303,7 @@ class DecisionStore:
         commit_title: str,
         commit_message: str,
         requested_by: str | None,
+        basis: str | None = None,
     ) -> MergeIntent:
         """The intent to merge this head, made ``pending`` again unless it already merged.
 
@@ -316,6 +322,7 @@ class DecisionStore:
                 commit_title=commit_title,
                 commit_message=commit_message,
                 requested_by=requested_by,
+                basis=basis,
                 status=IntentStatus.PENDING.value,
                 recheck=False,
                 created_at=now,
@@ -345,6 +352,7 @@ class DecisionStore:
                             IntentStatus.PENDING.value,
                             IntentStatus.DROPPED.value,
                             IntentStatus.REFUSED.value,
+                            IntentStatus.CANCELLED.value,
                         ]
                     ),
                 )
@@ -353,6 +361,7 @@ class DecisionStore:
                     commit_title=commit_title,
                     commit_message=commit_message,
                     requested_by=requested_by,
+                    basis=basis,
                     status=IntentStatus.PENDING.value,
                     reason=None,
                     updated_at=now,

@@ -14,8 +14,10 @@ Per-model verdict and confidence
 The PR's confidence (deterministic; every step can only lower it)
     1. Start from the lowest of the models' confidences (both must be convinced).
     2. The models disagree on the verdict: multiply by 0.75.
-    3. A reviewer failed or timed out on any slice, or some files were not reviewed (a cap or a
-       budget left them out): cap at 0.50. What was not read cannot be vouched for.
+    3. A reviewer failed or timed out on any slice: cap at 0.50. What was not read cannot be
+       vouched for. (Files no model was shown at all, binary or over a cap, are not a matter of
+       confidence in what was read: the ``unreviewed_files`` guard of ``policy/autonomy`` keeps
+       the decision at most ``auto_pr`` for them.)
     4. Any ``request_changes`` verdict: cap at 0.50.
     5. Any ``blocker`` finding: cap at 0.30.
     6. No reviewer produced a valid answer at all: 0.0.
@@ -91,7 +93,7 @@ class Consensus:
     disagreement: bool
     any_blocker: bool
     any_request_changes: bool
-    complete: bool  # every reviewer answered every slice and no file was left out
+    complete: bool  # every reviewer answered every slice
     reasons: tuple[str, ...] = field(default=())
 
     @property
@@ -177,7 +179,6 @@ def combine(
     outcomes: Sequence[SliceOutcome],
     *,
     reviewers: Sequence[str],
-    unreviewed_files: int = 0,
 ) -> Consensus:
     """The consensus rule of the module docstring, over every slice outcome of one review."""
     summaries = tuple(
@@ -190,7 +191,7 @@ def combine(
     any_blocker = any(m.finding.severity is Severity.BLOCKER for m in findings)
     any_request_changes = Verdict.REQUEST_CHANGES in verdicts
     any_failed = any(s.failed for s in summaries) or any(s.slices_ok == 0 for s in summaries)
-    complete = not any_failed and unreviewed_files == 0
+    complete = not any_failed
     reasons: list[str] = []
 
     if not answered:
@@ -211,9 +212,6 @@ def combine(
     if any_failed:
         confidence = min(confidence, INCOMPLETE_CAP)
         reasons.append("a reviewer failed or timed out")
-    if unreviewed_files:
-        confidence = min(confidence, INCOMPLETE_CAP)
-        reasons.append(f"{unreviewed_files} file(s) were not reviewed")
     if any_request_changes:
         confidence = min(confidence, REQUEST_CHANGES_CAP)
         reasons.append("a reviewer requested changes")

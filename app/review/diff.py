@@ -9,9 +9,13 @@ Why it is built this way:
   ``diff --git`` line and every section is parsed on its own: one malformed file then costs that file
   (it is listed as not reviewed, with the parser's complaint), not the whole review, and it measured
   faster than one big ``PatchSet``.
-* **Skipped files are kept** with a ``skip_reason`` so that the check run can say exactly what was
-  not reviewed and why: ignored paths (gitignore-style globs), deleted files, binary files or files
-  GitHub gave no patch for, files with no added lines, patches that could not be parsed.
+* **Every change is shown, or said to be unseen.** Deletions are changes: a deleted file and a
+  file with removed lines only are rendered with their ``-`` lines, and a rename, copy, mode change
+  or empty file is rendered as its ``## path (status)`` header, so the models see that it happened.
+  What cannot be shown is kept with a ``skip_reason`` so that the decision and the check run can
+  count it as not reviewed and say why: ignored paths (gitignore-style globs), binary files or files
+  GitHub gave no patch for, patches that could not be parsed, and (in ``slice_diff``) a deleted
+  file larger than one slice or a file over a cap.
 * **Compact storage.** A diff line is a ``NamedTuple`` (a plain tuple underneath), hunks and files
   are slotted frozen dataclasses, and the line map keeps two sorted ``int`` lists per file (the right
   side of each hunk) searched with ``bisect``: a 3,000-file, 20,000-line pull request stays in a few
@@ -64,9 +68,7 @@ __all__ = [
     "DEFAULT_IGNORE_GLOBS",
     "RENDER_LEGEND",
     "SKIP_BINARY",
-    "SKIP_DELETED",
-    "SKIP_NO_ADDITIONS",
-    "SKIP_NO_CHANGES",
+    "SKIP_DELETED_TOO_LARGE",
     "DiffLine",
     "DiffParseError",
     "FileDiff",
@@ -120,14 +122,14 @@ RENDER_LEGEND = (
     "Hunks follow in unified-diff form, except that every line present in the new file starts "
     "with its line number in the new file: '<n>+<text>' is an added line, '<n> <text>' an "
     "unchanged context line, and '-<text>' a removed line (it has no number in the new file). "
-    "Cite the number shown as the line of a finding; only numbered lines can be commented on."
+    "Cite the number shown as the line of a finding; only numbered lines can be commented on. "
+    "Removed lines are changes too: judge what their removal does. A file section with no hunks "
+    "was renamed, copied, emptied or had its mode changed, as its status says."
 )
 """The rendering rule in words, for the prompt's system message."""
 
 SKIP_BINARY = "binary or too large for GitHub to show a patch"
-SKIP_DELETED = "file deleted"
-SKIP_NO_ADDITIONS = "no added lines (deletions only)"
-SKIP_NO_CHANGES = "no content changes (empty file, or a rename, copy or mode change only)"
+SKIP_DELETED_TOO_LARGE = "deleted file too large to show in one part of the review"
 _SKIP_MALFORMED = "patch could not be parsed"
 
 _DEV_NULL = "/dev/null"
@@ -276,7 +278,6 @@ def parse_github_files(
                 old_path=old_path,
                 status=status,
                 hunks=hunks,
-                added_lines=added,
                 is_binary=is_binary,
                 additions=_int_or(entry.get("additions"), added),
                 deletions=_int_or(entry.get("deletions"), removed),
@@ -322,28 +323,24 @@ def _finish(
     old_path: str | None,
     status: FileStatus,
     hunks: tuple[Hunk, ...],
-    added_lines: int,
     is_binary: bool,
     additions: int,
     deletions: int,
     spec: pathspec.GitIgnoreSpec,
     problem: str | None,
 ) -> FileDiff:
-    """Decide the skip reason; the first that applies wins, the user's own ignore list first."""
+    """Decide the skip reason; the first that applies wins, the user's own ignore list first.
+
+    Only what cannot be shown is skipped: a deletion, a rename or an empty file is reviewable.
+    """
     pattern = _ignored_by(path, spec)
     reason: str | None
     if pattern is not None:
         reason = f"ignored by pattern {pattern!r}"
-    elif status is FileStatus.REMOVED:
-        reason = SKIP_DELETED
     elif problem is not None:
         reason = problem
     elif is_binary:
         reason = SKIP_BINARY
-    elif not hunks:
-        reason = SKIP_NO_CHANGES
-    elif added_lines == 0:
-        reason = SKIP_NO_ADDITIONS
     else:
         reason = None
     return FileDiff(
@@ -449,7 +446,6 @@ def _from_patched(pf: PatchedFile, spec: pathspec.GitIgnoreSpec, *, is_git: bool
         old_path=old,
         status=status,
         hunks=hunks,
-        added_lines=added,
         is_binary=bool(pf.is_binary_file),
         additions=added,
         deletions=removed,
@@ -469,7 +465,6 @@ def _malformed_section(
         old_path=None,
         status=FileStatus.MODIFIED,
         hunks=(),
-        added_lines=0,
         is_binary=False,
         additions=0,
         deletions=0,
@@ -656,6 +651,13 @@ def slice_diff(
             continue
         parts, own_tokens = _render_parts(f, token_budget, context_lines)
         cost = sum(tokens for _, tokens in parts)
+        if f.status is FileStatus.REMOVED and len(parts) > 1:
+            # A whole deleted file is shown only when it fits one slice: what it did is in the
+            # base branch already, and a large removal is a human's call rather than a cost.
+            not_reviewed.append(
+                (f.path, f"{SKIP_DELETED_TOO_LARGE} ({f.deletions} lines, about {cost} tokens)")
+            )
+            continue
         if max_tokens_total is not None and spent + cost > max_tokens_total:
             not_reviewed.append(
                 (

@@ -24,8 +24,11 @@ from gidgethub.abc import GitHubAPI
 
 from app.gateway import CallMetadata, ReviewCall, Reviewer
 from app.health import HealthMonitor
-from app.policy.autonomy import AutonomyDecision, DecisionInput, decide
+from app.policy.autonomy import AutonomyDecision, Decision, DecisionInput, decide
+from app.policy.carry import Carried, ReviewFacts, Unseen, fold
+from app.policy.recheck import DecisionBasis, waived, with_tiers
 from app.policy.risk import PathChange, RiskReport, Tier, classify_paths, render_risk_table
+from app.policy.tripwire import TripwireHit, TripwireInput, scan
 from app.quota import (
     CallOutcome,
     Plan,
@@ -50,6 +53,7 @@ from app.review.diff import (
     parse_unified_diff,
     slice_diff,
 )
+from app.review.model import Severity, Verdict
 from app.review.prompt import PullRequestInfo, new_nonce, slice_prompt, system_prompt
 from app.review.store import FAILED, PUBLISHED, SKIPPED, SUPERSEDED, ReviewStore
 from app.settings import Settings
@@ -170,6 +174,7 @@ class ReviewOutcome:
     check_run_id: int | None = None
     conclusion: str | None = None
     review_id: int | None = None
+    basis: DecisionBasis | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -312,9 +317,7 @@ async def run_models(
     per_slice = await _gather_unless_cancelled([one_slice(i) for i in range(total)], ticket)
     results = [pair for pairs in per_slice for pair in pairs]
     consensus = combine(
-        [outcome for outcome, _ in results],
-        reviewers=[name for name, _, _ in reviewers],
-        unreviewed_files=len(prepared.capped),
+        [outcome for outcome, _ in results], reviewers=[name for name, _, _ in reviewers]
     )
     return ModelRun(
         slicing=prepared.slicing,
@@ -398,14 +401,19 @@ def reviewer_specs(reviewers: Sequence[Reviewer], config: RepoConfig) -> list[Re
     ]
 
 
-def conclusion_for(run: ModelRun, decision: AutonomyDecision, config: RepoConfig) -> str:
-    """success only for a complete review without blockers; partial is never success."""
+def conclusion_for(
+    run: ModelRun, decision: AutonomyDecision, config: RepoConfig, unseen: Sequence[Unseen] = ()
+) -> str:
+    """success only for a complete review without blockers; partial is never success.
+
+    A review is partial when a reviewer failed or a changed file went unseen without a waiver.
+    """
     consensus = run.consensus
     if consensus.any_blocker and config.review.blocking_findings_fail:
         return "failure"
     if decision.should_escalate:
         return "action_required"
-    if not consensus.complete or consensus.any_blocker:
+    if not consensus.complete or consensus.any_blocker or any(not u.waived for u in unseen):
         return "neutral"
     return "success"
 
@@ -524,6 +532,7 @@ class ReviewPipeline:
             await self.store.finish(row.id, status=FAILED)
             raise
         run = outcome.run
+        facts = outcome.extra.get("facts")
         await self.store.finish(
             row.id,
             status=outcome.status,
@@ -533,6 +542,7 @@ class ReviewPipeline:
             output_tokens=run.output_tokens if run else 0,
             cost_usd=run.cost_usd if run else 0.0,
             summary=outcome.reason or None,
+            facts=facts if isinstance(facts, ReviewFacts) else None,
         )
         return outcome
 
@@ -563,7 +573,10 @@ class ReviewPipeline:
         ]
         pr_files = parse_github_files(entries, ignore_globs=ignore)
         line_map = LineMap(pr_files)
-        risk = classify_paths([PathChange(f.path, f.old_path) for f in pr_files], config.risk.rules)
+        changes = [PathChange(f.path, f.old_path) for f in pr_files]
+        risk = classify_paths(changes, config.risk.rules)
+        # Before and apart from the models: what the PR says to its reviewer, whatever they answer.
+        hits = await self._tripwire(gh, pr, pr_files, config)
         review_files_ = pr_files
         if since is not None:
             increment = await self._compare(gh, pr, since, ignore)
@@ -618,21 +631,33 @@ class ReviewPipeline:
             after = await spending.ledger.spend(pr.repository, pr_number=pr.number, budget=budget)
             notes.append(format_spend_report(after, this_review_usd=run.cost_usd))
         consensus = run.consensus
-        decision = decide(
-            DecisionInput(
-                tier=risk.tier,
-                confidence=consensus.confidence,
-                verdicts=consensus.verdicts,
-                any_blocker=consensus.any_blocker,
-                review_complete=consensus.complete,
-                failed_reviewers=frozenset(consensus.failed_reviewers),
-                is_fork=pr.is_fork,
-                is_draft=pr.draft,
-                labels=pr.labels,
-                autonomy=config.autonomy,
-                tightened=tightened,
+        carried = (
+            fold(
+                await self.store.history(pr.repository, pr.number),
+                still_changed=(f.path for f in pr_files),
             )
+            if since is not None
+            else None
         )
+        unseen = _unseen(run.slicing.not_reviewed, carried, risk, config)
+        decision_input = DecisionInput(
+            tier=risk.tier,
+            confidence=consensus.confidence,
+            verdicts=consensus.verdicts,
+            any_blocker=consensus.any_blocker,
+            review_complete=consensus.complete,
+            failed_reviewers=frozenset(consensus.failed_reviewers),
+            is_fork=pr.is_fork,
+            is_draft=pr.draft,
+            labels=pr.labels,
+            unseen=unseen,
+            carried=carried,
+            tripwire=tuple(h.describe() for h in hits),
+            autonomy=config.autonomy,
+            tightened=tightened,
+        )
+        decision = decide(decision_input)
+        facts = _facts(pr.head_sha, run, decision, unseen, full=since is None)
         # Publish only for the head that was reviewed; a newer push makes this review moot.
         current = await self._current_head(gh, pr)
         if ticket.superseded or (current is not None and current.head_sha != pr.head_sha):
@@ -640,13 +665,16 @@ class ReviewPipeline:
 
         posted = await self.store.posted_fingerprints(pr.repository, pr.number)
         placed = render.place_comments(consensus.findings, line_map, already_posted=posted)
-        not_reviewed = list(run.slicing.not_reviewed)
+        not_reviewed = _not_reviewed_lines(unseen)
+        carried_line = carried.describe() if carried is not None and carried.lowers else None
         body = render.review_body(
             consensus,
             outside_diff=placed.outside_diff,
             not_reviewed=not_reviewed,
             decision_line=decision.explain(),
             incremental_since=since,
+            carried_line=carried_line,
+            tripwire=[h.describe() for h in hits],
             notes=notes[:-1] if spending is not None and spending.report.has_budget else notes,
         )
         review_id, inline_kept = await publish.post_review(
@@ -663,16 +691,27 @@ class ReviewPipeline:
             pr.head_sha,
             [m.fingerprint for m in consensus.findings if m.fingerprint not in posted],
         )
-        conclusion = conclusion_for(run, decision, config)
+        conclusion = conclusion_for(run, decision, config, unseen)
         await publish.complete_check_run(
             gh,
             pr.repository,
             check_run_id,
             conclusion=conclusion,
             title=_title(run, decision),
-            summary=self._summary(run, decision, risk, since, config_errors, notes),
+            summary=self._summary(
+                run,
+                decision,
+                risk,
+                since,
+                config_errors,
+                notes,
+                not_reviewed,
+                carried_line,
+                [h.describe() for h in hits],
+            ),
             text=render_risk_table(risk),
-            annotations=render.check_annotations(consensus.findings, line_map),
+            annotations=render.check_annotations(consensus.findings, line_map)
+            + render.tripwire_annotations(hits),
             actions=_actions(decision),
         )
         return ReviewOutcome(
@@ -685,7 +724,13 @@ class ReviewPipeline:
             check_run_id=check_run_id,
             conclusion=conclusion,
             review_id=review_id,
-            extra={"inline_kept": inline_kept, "skipped_duplicates": placed.skipped_duplicates},
+            basis=DecisionBasis.of(decision_input, changes, decision),
+            extra={
+                "inline_kept": inline_kept,
+                "skipped_duplicates": placed.skipped_duplicates,
+                "facts": facts,
+                "tripwire": hits,
+            },
         )
 
     def _call_hook(self, spending: Spending | None) -> CallHook:
@@ -805,6 +850,27 @@ class ReviewPipeline:
             SKIPPED, f"budget: {stop.reason}", pr, check_run_id=check_run_id, conclusion="neutral"
         )
 
+    async def _tripwire(
+        self, gh: GitHubAPI, pr: PullRequest, files: Sequence[FileDiff], config: RepoConfig
+    ) -> tuple[TripwireHit, ...]:
+        """The tripwire over the whole PR (every push: it is cheap and sees what the models see).
+
+        Commit messages are read from GitHub; they are text the models never receive but a
+        human reads as the change's story, so they are scanned as well.
+        """
+        settings = config.review.tripwire
+        if not settings.enabled:
+            return ()
+        commits = [
+            (str(c.get("sha", "")), str((c.get("commit") or {}).get("message") or ""))
+            async for c in gh.getiter(
+                f"/repos/{pr.repository}/pulls/{pr.number}/commits?per_page=100"
+            )
+        ]
+        return scan(
+            TripwireInput(title=pr.title, body=pr.body, files=files, commits=commits), settings
+        )
+
     async def _compare(
         self, gh: GitHubAPI, pr: PullRequest, since: str, ignore: Sequence[str]
     ) -> list[FileDiff] | None:
@@ -868,14 +934,19 @@ class ReviewPipeline:
         since: str | None,
         config_errors: str,
         notes: Sequence[str] = (),
+        not_reviewed: Sequence[tuple[str, str]] = (),
+        carried_line: str | None = None,
+        tripwire: Sequence[str] = (),
     ) -> str:
         lines = [
             render.review_body(
                 run.consensus,
                 outside_diff=(),
-                not_reviewed=run.slicing.not_reviewed,
+                not_reviewed=not_reviewed,
                 decision_line=decision.explain(),
                 incremental_since=since,
+                carried_line=carried_line,
+                tripwire=tripwire,
             )
         ]
         lines.append(f"\n**Risk tier**: {risk.tier.value}")
@@ -883,7 +954,7 @@ class ReviewPipeline:
             lines.append(f"- guard `{guard.guard.value}`: {guard.reason}")
         reviewed = len(run.slicing.reviewed_paths)
         lines.append(
-            f"\n**Files**: {reviewed} reviewed, {len(run.slicing.not_reviewed)} not reviewed, "
+            f"\n**Files**: {reviewed} reviewed, {len(not_reviewed)} not reviewed, "
             f"in {len(run.slicing.slices)} part(s)."
         )
         cost = f"${run.cost_usd:.4f}"
@@ -897,6 +968,54 @@ class ReviewPipeline:
             lines.append("\n**Configuration problems** (the defaults were used for these):\n")
             lines.append(config_errors)
         return "\n".join(lines)
+
+
+def _unseen(
+    not_reviewed: Sequence[tuple[str, str]],
+    carried: Carried | None,
+    risk: RiskReport,
+    config: RepoConfig,
+) -> tuple[Unseen, ...]:
+    """Every changed file no model saw on this head or, unseen since, on the heads before it."""
+    tiers = {p.path: p.tier for p in risk.paths}
+    own = {
+        path: Unseen(path, reason, tiers.get(path, risk.tier), waived(config, path))
+        for path, reason in not_reviewed
+    }
+    if carried is not None:
+        for u in with_tiers(carried.unseen, tiers, config):
+            own.setdefault(u.path, u)
+    return tuple(own.values())
+
+
+def _not_reviewed_lines(unseen: Sequence[Unseen]) -> list[tuple[str, str]]:
+    return [
+        (u.path, f"{u.reason} (waived by review.unreviewed_ok)" if u.waived else u.reason)
+        for u in unseen
+    ]
+
+
+def _facts(
+    head_sha: str,
+    run: ModelRun,
+    decision: AutonomyDecision,
+    unseen: tuple[Unseen, ...],
+    *,
+    full: bool,
+) -> ReviewFacts:
+    consensus = run.consensus
+    return ReviewFacts(
+        head_sha=head_sha,
+        confidence=consensus.confidence,
+        blockers=sum(1 for m in consensus.findings if m.finding.severity is Severity.BLOCKER),
+        request_changes=tuple(
+            sorted(n for n, v in consensus.verdicts.items() if v is Verdict.REQUEST_CHANGES)
+        ),
+        failed=tuple(sorted(consensus.failed_reviewers)),
+        escalated=decision.decision is Decision.ESCALATE,
+        unseen=unseen,
+        full=full,
+    )
 
 
 def _provider_ok(call: ReviewCall) -> bool:

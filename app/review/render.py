@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from app.policy.tripwire import Place, TripwireHit
 from app.review.consensus import Consensus, MergedFinding
 from app.review.diff import LineMap
 from app.review.model import Severity
@@ -124,11 +125,23 @@ def review_body(
     not_reviewed: Sequence[tuple[str, str]],
     decision_line: str | None = None,
     incremental_since: str | None = None,
+    carried_line: str | None = None,
+    tripwire: Sequence[str] = (),
     notes: Sequence[str] = (),
 ) -> str:
     lines = [f"### {CHECK_NAME} review"]
     if incremental_since:
         lines.append(f"Changes since {incremental_since[:12]} only.")
+    if carried_line:
+        lines.append(f"**Carried over**: {carried_line}.")
+    if tripwire:
+        lines.append(
+            f"**Tripwire** ({len(tripwire)} hit(s)): this pull request contains text aimed at an "
+            "automated reviewer or characters that hide what the code does, so a human decides."
+        )
+        lines.extend(f"- {clean(hit, limit=300)}" for hit in tripwire[:20])
+        if len(tripwire) > 20:
+            lines.append(f"- … and {len(tripwire) - 20} more")
     for r in consensus.reviewers:
         if r.verdict is not None and r.confidence is not None:
             status = f"{r.verdict.value}, confidence {r.confidence:.2f}"
@@ -190,6 +203,22 @@ def check_annotations(findings: Sequence[MergedFinding], line_map: LineMap) -> l
             }
         )
     return result
+
+
+def tripwire_annotations(hits: Sequence[TripwireHit]) -> list[dict[str, Any]]:
+    """One failure annotation per tripwire hit that has a file line to point at."""
+    return [
+        {
+            "path": hit.path,
+            "start_line": hit.line,
+            "end_line": hit.line,
+            "annotation_level": "failure",
+            "title": truncate(clean(f"Tripwire: {hit.rule.value.replace('_', ' ')}"), 255),
+            "message": truncate(clean(hit.describe()), 60000, note="… (truncated)"),
+        }
+        for hit in hits
+        if hit.place is Place.FILE and hit.path is not None and hit.line is not None
+    ]
 
 
 def batches(

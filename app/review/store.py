@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import and_, select, update
 
+from app.policy.carry import ReviewFacts
 from app.store.db import Database
 from app.store.tables import posted_comments, reviews
 from app.store.types import utcnow
@@ -116,6 +117,7 @@ class ReviewStore:
         output_tokens: int = 0,
         cost_usd: float = 0.0,
         summary: str | None = None,
+        facts: ReviewFacts | None = None,
     ) -> None:
         async with self.db.write() as conn:
             await conn.execute(
@@ -129,6 +131,7 @@ class ReviewStore:
                     output_tokens=output_tokens,
                     cost_usd=cost_usd,
                     summary=summary,
+                    facts=facts.to_json() if facts is not None else None,
                     finished_at=utcnow(),
                 )
             )
@@ -148,6 +151,49 @@ class ReviewStore:
                 )
             ).first()
         return _row(row) if row is not None else None
+
+    async def history(
+        self, repository: str, pr_number: int, *, limit: int = 200
+    ) -> list[ReviewFacts]:
+        """The facts of the pull request's published reviews, newest first (``policy/carry``)."""
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(reviews.c.facts, reviews.c.incremental_from, reviews.c.cleared_by)
+                .where(
+                    reviews.c.repository == repository,
+                    reviews.c.pr_number == pr_number,
+                    reviews.c.status == PUBLISHED,
+                    reviews.c.facts.is_not(None),
+                )
+                .order_by(reviews.c.id.desc())
+                .limit(limit)
+            )
+            return [
+                ReviewFacts.from_json(
+                    r.facts, full=r.incremental_from is None, cleared_by=r.cleared_by
+                )
+                for r in rows
+            ]
+
+    async def clear(self, repository: str, pr_number: int, head_sha: str, *, by: str) -> bool:
+        """A person vouched for ``head_sha``: earlier findings are no longer carried past it."""
+        async with self.db.write() as conn:
+            latest = (
+                select(reviews.c.id)
+                .where(
+                    reviews.c.repository == repository,
+                    reviews.c.pr_number == pr_number,
+                    reviews.c.head_sha == head_sha,
+                    reviews.c.status == PUBLISHED,
+                )
+                .order_by(reviews.c.id.desc())
+                .limit(1)
+                .scalar_subquery()
+            )
+            result = await conn.execute(
+                update(reviews).where(reviews.c.id == latest).values(cleared_by=by[:100])
+            )
+            return bool(result.rowcount)
 
     async def latest_for_head(
         self, repository: str, pr_number: int, head_sha: str

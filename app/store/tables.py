@@ -81,6 +81,14 @@ reviews = Table(
     Column("output_tokens", Integer, nullable=False, default=0),
     Column("cost_usd", Float, nullable=False, default=0.0),
     Column("summary", Text, nullable=True),
+    # JSON ``ReviewFacts`` of a published review (``policy/carry``): what the next head inherits.
+    Column("facts", Text, nullable=True),
+    # Set when a human vouched for this head (approve button, code-owner approval): the carry
+    # of earlier findings stops here.
+    Column("cleared_by", String(100), nullable=True),
+    # JSON of every model answer of the run, stored before publishing: a retried delivery
+    # publishes from it instead of paying for the models again.
+    Column("outcomes", Text, nullable=True),
     Column("started_at", UTCDateTime(), nullable=False),
     Column("finished_at", UTCDateTime(), nullable=True),
 )
@@ -210,6 +218,11 @@ merge_intents = Table(
     Column("commit_title", Text, nullable=False),
     Column("commit_message", Text, nullable=False),
     Column("requested_by", String(100), nullable=True),
+    # JSON ``DecisionBasis`` (``policy/recheck``): what the bot decided from, so the decision can
+    # be taken again on fresh facts right before merging. None for a human's merge.
+    Column("basis", Text, nullable=True),
+    # The installation to act through when a timer, not an event, re-examines the intent.
+    Column("installation_id", BigInteger, nullable=True),
     Column("status", String(16), nullable=False),
     Column("reason", Text, nullable=True),
     Column("claimed_until", UTCDateTime(), nullable=True),
@@ -238,3 +251,37 @@ pr_notices = Table(
     Column("kind", String(100), primary_key=True),
     Column("created_at", UTCDateTime(), nullable=False),
 )
+
+# The outbox: an action the bot decided on (merge, escalate), written in the same transaction as
+# the review's outcome, then carried out by a sender with bounded retries. ``status``: pending
+# (due at ``next_attempt_at``), running (claimed until ``claimed_until``), done, failed (retries
+# spent: shown on the check run and by ``python -m app actions --failed``).
+actions = Table(
+    "actions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("repository", String(300), nullable=False),
+    Column("pr_number", Integer, nullable=False),
+    Column("head_sha", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("decision_id", Integer, nullable=True),
+    Column("installation_id", BigInteger, nullable=True),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("claimed_until", UTCDateTime(), nullable=True),
+    Column("result", Text, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+Index(
+    "ux_actions_head_kind",
+    actions.c.repository,
+    actions.c.pr_number,
+    actions.c.head_sha,
+    actions.c.kind,
+    unique=True,
+)
+Index("ix_actions_status_due", actions.c.status, actions.c.next_attempt_at)

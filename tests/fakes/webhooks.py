@@ -377,6 +377,31 @@ def pull_request_payload(
     return _envelope(payload, repo=repo, sender=sender or user, installation_id=installation_id)
 
 
+def pull_request_review_payload(
+    *,
+    reviewer: str,
+    state: str = "approved",
+    commit_id: str = DEFAULT_HEAD_SHA,
+    repo: str = "octo/demo",
+    number: int = 1,
+    user_type: str = "User",
+    **pull: Any,
+) -> dict[str, Any]:
+    """A ``pull_request_review`` ``submitted`` delivery; ``pull`` goes to ``pull_request_payload``."""
+    payload = pull_request_payload("submitted", repo=repo, number=number, **pull)
+    payload["review"] = {
+        "id": _id(f"{repo}#{number}:{reviewer}:{commit_id}"),
+        "user": {**user_object(reviewer), "type": user_type},
+        "body": "",
+        "state": state,
+        "commit_id": commit_id,
+        "submitted_at": "2024-05-01T10:30:00Z",
+        "author_association": "MEMBER",
+    }
+    payload["sender"] = user_object(reviewer)
+    return payload
+
+
 def _commit_entry(repo: str, sha: str, message: str, author: str) -> dict[str, Any]:
     person = {"name": author, "email": f"{author}@users.noreply.github.com", "username": author}
     return {
