@@ -14,11 +14,14 @@ import sys
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from app.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from app.queue import DeliveryQueue
 
 
 def _load_settings(**overrides: Any) -> Settings:
@@ -41,6 +44,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.log_format:
         overrides["log_format"] = args.log_format
+    # In the settings, so that the operator listener (OPERATOR_PORT) binds the same host.
+    if args.host:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
     settings = _load_settings(**overrides)
     settings.check_for_server()
     redactor = configure_logging(
@@ -54,8 +62,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     gc.freeze()
     web.run_app(
         app,
-        host=args.host or settings.host,
-        port=args.port if args.port is not None else settings.port,
+        host=settings.host,
+        port=settings.port,
         print=None,
         access_log=None,
         shutdown_timeout=15.0,
@@ -91,6 +99,9 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
     from app.store import migrate
     from app.store.db import Database
 
+    if args.older_than is not None and not args.purge_failed:
+        print("--older-than goes with --purge-failed", file=sys.stderr)
+        return 2
     settings = _load_settings()
 
     async def run() -> int:
@@ -98,6 +109,8 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
         try:
             await migrate.upgrade(db.engine)
             queue = DeliveryQueue(db, lease_seconds=settings.lease_seconds)
+            if args.purge_failed:
+                return await _purge_failed(queue, args.older_than)
             rows = await queue.recent(status=FAILED if args.failed else None, limit=args.limit)
             if args.json:
                 print(
@@ -131,6 +144,53 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
                 if d.last_error:
                     line += f"\n    error: {d.last_error.splitlines()[0][:300]}"
                 print(line)
+            return 0
+        finally:
+            await db.dispose()
+
+    return _run(run)
+
+
+async def _purge_failed(queue: DeliveryQueue, older_than_days: float | None) -> int:
+    """``deliveries --purge-failed``: failed deliveries are never purged on a timer."""
+    from datetime import timedelta
+
+    from app.sweep.deliveries import purge_failed
+
+    older_than = None if older_than_days is None else timedelta(days=older_than_days)
+    purged = await purge_failed(queue, older_than=older_than)
+    which = "" if older_than_days is None else f" finished more than {older_than_days:g} days ago"
+    print(f"purged {purged} failed deliver{'y' if purged == 1 else 'ies'}{which}")
+    return 0
+
+
+def cmd_sweep(_args: argparse.Namespace) -> int:
+    """Run every sweeper once, as the server's timers would (e.g. from cron)."""
+    from datetime import timedelta
+
+    from app.queue import DeliveryQueue
+    from app.quota import QuotaLedger
+    from app.store import migrate
+    from app.store.db import Database
+    from app.sweep.deliveries import DeliveryPurger
+    from app.sweep.reservations import ReservationSweeper
+
+    settings = _load_settings()
+
+    async def run() -> int:
+        db = Database.from_url(settings.database_url)
+        try:
+            await migrate.upgrade(db.engine)
+            reservations = ReservationSweeper(
+                QuotaLedger(db), timeout=timedelta(seconds=settings.reservation_timeout_seconds)
+            )
+            released = await reservations.sweep_once()
+            print(f"released {len(released)} stale budget reservations")
+            purger = DeliveryPurger(
+                DeliveryQueue(db, lease_seconds=settings.lease_seconds),
+                retention=timedelta(days=settings.delivery_retention_days),
+            )
+            print(f"purged {await purger.sweep_once()} done deliveries")
             return 0
         finally:
             await db.dispose()
@@ -181,7 +241,7 @@ def _replay_file(path: Path, event_name: str) -> int:
     """Feed a saved payload through the queue and the handlers, in this process."""
     from gidgethub import sansio
 
-    from app.github.webhook import to_new_delivery
+    from app.intake.verify import to_new_delivery
     from app.logs import configure_logging
     from app.server import create_app
 
@@ -193,7 +253,8 @@ def _replay_file(path: Path, event_name: str) -> int:
     if not isinstance(data, dict):
         print(f"{path} does not hold a JSON object", file=sys.stderr)
         return 2
-    settings = _load_settings(log_format="text")
+    # No operator listener: the server that may be running holds its port.
+    settings = _load_settings(log_format="text", operator_port=None)
     settings.check_for_server()
     redactor = configure_logging(fmt="text", level="INFO", secrets=settings.secret_values())
 
@@ -373,6 +434,67 @@ def cmd_quota(args: argparse.Namespace) -> int:
     return _run(run)
 
 
+def cmd_actions(args: argparse.Namespace) -> int:
+    """List the outbox's actions that failed for good, or queue one again."""
+    from app.policy.outbox import Outbox
+    from app.store import migrate
+    from app.store.db import Database
+
+    settings = _load_settings()
+
+    async def run() -> int:
+        db = Database.from_url(settings.database_url)
+        try:
+            await migrate.upgrade(db.engine)
+            outbox = Outbox(db)
+            if args.verb == "retry":
+                if args.id is None:
+                    print("usage: python -m app actions retry ID", file=sys.stderr)
+                    return 2
+                if not await outbox.retry(args.id):
+                    print(f"action {args.id} is not a failed action", file=sys.stderr)
+                    return 1
+                print(f"action {args.id} queued again; the server sends it within a minute")
+                return 0
+            failed = await outbox.failed()
+            if args.json:
+                print(
+                    json.dumps(
+                        [
+                            {
+                                "id": a.id,
+                                "kind": a.kind.value,
+                                "repository": a.repository,
+                                "pr_number": a.pr_number,
+                                "head_sha": a.head_sha,
+                                "attempts": a.attempts,
+                                "last_error": a.last_error,
+                                "updated_at": a.updated_at.isoformat(),
+                            }
+                            for a in failed
+                        ],
+                        indent=2,
+                    )
+                )
+                return 0
+            if not failed:
+                print("no failed actions")
+                return 0
+            for a in failed:
+                print(
+                    f"{a.id}  {a.updated_at:%Y-%m-%d %H:%M:%S}  {a.kind.value:<8}  "
+                    f"{a.repository}#{a.pr_number} at {a.head_sha[:12]}  attempts={a.attempts}"
+                )
+                if a.last_error:
+                    print(f"    error: {a.last_error.splitlines()[0][:300]}")
+            print("\nqueue one again with: python -m app actions retry ID")
+            return 0
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
 def cmd_schema(_args: argparse.Namespace) -> int:
     from app.repo_config import render_config_json_schema
 
@@ -397,6 +519,16 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _days(value: str) -> float:
+    try:
+        days = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {value!r}") from None
+    if not days >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"a number of days cannot be negative: {value!r}")
+    return days
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     sub = parser.add_subparsers(dest="command")
@@ -414,7 +546,22 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--failed", action="store_true", help="only deliveries that failed for good")
     dl.add_argument("--limit", type=int, default=50)
     dl.add_argument("--json", action="store_true")
+    dl.add_argument(
+        "--purge-failed",
+        action="store_true",
+        help="delete failed deliveries (all, or with --older-than) and print how many",
+    )
+    dl.add_argument(
+        "--older-than",
+        type=_days,
+        default=None,
+        metavar="DAYS",
+        help="with --purge-failed: only those that failed more than DAYS ago",
+    )
     dl.set_defaults(func=cmd_deliveries)
+
+    sw = sub.add_parser("sweep", help="release stale budget reservations, purge old deliveries")
+    sw.set_defaults(func=cmd_sweep)
 
     rp = sub.add_parser("replay", help="re-queue a stored delivery, or run a saved payload")
     rp.add_argument("id", nargs="?", default=None, help="a stored delivery id")
@@ -432,6 +579,13 @@ def build_parser() -> argparse.ArgumentParser:
     qt = sub.add_parser("quota", help="spend against each budget, per repository")
     qt.add_argument("--repo", default=None, help="owner/name; all repositories when omitted")
     qt.set_defaults(func=cmd_quota)
+
+    ac = sub.add_parser("actions", help="actions (merge, escalate) that failed for good")
+    ac.add_argument("verb", nargs="?", choices=["retry"], help="retry ID: queue one again")
+    ac.add_argument("id", nargs="?", type=int, default=None, help="the action's id")
+    ac.add_argument("--failed", action="store_true", help="list them (the default)")
+    ac.add_argument("--json", action="store_true")
+    ac.set_defaults(func=cmd_actions)
 
     sc = sub.add_parser("schema", help="print the JSON Schema of .github/aigateway.yml")
     sc.set_defaults(func=cmd_schema)

@@ -43,6 +43,21 @@ class Metrics:
             ["status"],
             registry=r,
         )
+        self.shed = Counter(
+            "aigateway_webhook_shed",
+            "Webhook requests answered 503 because intake held its maximum (app/intake/limit.py)",
+            registry=r,
+        )
+        self.intake_pending_requests = Gauge(
+            "aigateway_intake_pending_requests",
+            "Webhook requests intake holds, not yet answered",
+            registry=r,
+        )
+        self.intake_pending_bytes = Gauge(
+            "aigateway_intake_pending_bytes",
+            "Bytes of the bodies of the webhook requests intake holds",
+            registry=r,
+        )
         self.processed = Counter(
             "aigateway_deliveries_processed",
             "Deliveries handled successfully",

@@ -6,6 +6,12 @@ expire and another worker (or the same process after a restart) takes the delive
 delivery whose handler raises is retried with exponential backoff and then kept as ``failed`` with
 its error, for ``python -m app deliveries --failed`` and ``replay``.
 
+A handler runs only while its lease holds: the lease is renewed every third of its length, and a
+handler whose lease cannot be renewed (another worker holds it, renewals fail or hang) is
+cancelled before it can run out, so two workers never run one delivery. Deliveries of one pull
+request run one at a time; on PostgreSQL the claim takes the PR's advisory lock to make that hold
+across replicas. Handled deliveries are purged after a while by ``app.sweep.deliveries``.
+
 Intake uses group commit (``app.intake``): concurrent webhook requests are stored as a batch in
 one transaction, and then every waiting request is answered. Each request still waits for its
 own commit, but a burst of fifty deliveries costs one transaction, not fifty.
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import sqlite3
 import time
@@ -23,12 +30,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import (
     ColumnElement,
     Select,
-    Update,
     and_,
     bindparam,
     delete,
@@ -36,14 +42,16 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     update,
 )
 
-from app.store import intake_rows
+from app.intake import rows as intake_rows
+from app.intake.rows import NewDelivery as NewDelivery
+from app.intake.rows import store_deliveries
 from app.store.db import Database
-from app.store.intake_rows import NewDelivery as NewDelivery
-from app.store.intake_rows import store_deliveries
 from app.store.tables import deliveries
+from app.store.text import storable
 from app.store.types import UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
@@ -53,6 +61,26 @@ QUEUED = intake_rows.QUEUED
 RUNNING = "running"
 DONE = intake_rows.DONE
 FAILED = "failed"
+#: What the worker pool reports when it stopped a handler whose lease it could not keep.
+LEASE_LOST = "lease_lost"
+
+#: ``pg_try_advisory_xact_lock(class, key)`` for claims of one pull request: the two-key space
+#: never meets the one-key space of migrations, and the class keeps it apart from the quota's.
+PR_LOCK_CLASS: Final = 0x71756575  # "queu"
+#: Candidates one PostgreSQL claim looks at before giving up until the next poll.
+_MAX_PG_CANDIDATES: Final = 64
+#: Finished deliveries deleted per transaction by a purge.
+PURGE_BATCH: Final = 500
+#: A handler stops when its lease, as last renewed, is this close (a fraction of the lease) to
+#: ending unrenewed: room for clock skew between replicas and for the handler to unwind.
+LEASE_SAFETY_MARGIN: Final = 0.2
+
+
+def pr_lock_key(pr_key: str) -> int:
+    """A stable signed 32-bit hash of a PR key (Python's ``hash`` differs per process). Two PRs
+    that collide only ever make one claim pass over the other's PR for a moment."""
+    digest = hashlib.blake2b(pr_key.encode("utf-8"), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +98,8 @@ class Delivery:
     next_attempt_at: datetime
     last_error: str | None
     finished_at: datetime | None
+    # When the lease that came with the claim ends, as the database holds it (None: not leased).
+    lease_expires_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Delivery:
@@ -87,6 +117,7 @@ class Delivery:
             next_attempt_at=row.next_attempt_at,
             last_error=row.last_error,
             finished_at=row.finished_at,
+            lease_expires_at=row.lease_expires_at,
         )
 
 
@@ -213,11 +244,22 @@ class DeliveryQueue:
             .returning(*d.c)
         )
 
-        def take_next_pg(kind: ColumnElement[bool], *, one: bool) -> Update:
-            pick = candidates(kind, one=one, limit=1).with_for_update(skip_locked=True, of=d)
-            return update(d).where(d.c.id == pick.scalar_subquery()).values(**take).returning(*d.c)
+        def pick_pg(kind: ColumnElement[bool], *, one: bool) -> Select[tuple[str, str | None]]:
+            # One candidate at a time, row-locked so that concurrent claimers pass over it
+            # (SKIP LOCKED), leaving out the pull requests this claim found another claimer
+            # taking, and rows it could not take.
+            not_skipped = and_(
+                or_(
+                    d.c.pr_key.is_(None),
+                    d.c.pr_key.not_in(bindparam("skip_keys", expanding=True)),
+                ),
+                d.c.id.not_in(bindparam("skip_ids", expanding=True)),
+            )
+            stmt = candidates(kind, one=one, limit=1).where(not_skipped)
+            return stmt.add_columns(d.c.pr_key).with_for_update(skip_locked=True, of=d)
 
-        self._take_pg = {one: [take_next_pg(k, one=one) for k in kinds] for one in (False, True)}
+        self._pick_pg = {one: [pick_pg(k, one=one) for k in kinds] for one in (False, True)}
+        self._lock_pr = text("SELECT pg_try_advisory_xact_lock(:cls, :key)")
 
     async def claim(self, worker_id: str, *, only_id: str | None = None) -> Delivery | None:
         """Take the oldest runnable delivery and lease it to ``worker_id``.
@@ -227,8 +269,8 @@ class DeliveryQueue:
         PR never run at once.
 
         On SQLite the candidates are found with a read (no write lock) and taken with a guarded
-        update, one worker at a time. On PostgreSQL one statement with ``FOR UPDATE SKIP LOCKED``
-        per kind lets replicas claim side by side.
+        update, one worker at a time (one process owns the file, and SQLite has one writer).
+        On PostgreSQL replicas claim side by side: see :meth:`_claim_pg`.
         """
         now = utcnow()
         params: dict[str, Any] = {
@@ -239,13 +281,7 @@ class DeliveryQueue:
         if only_id is not None:
             params["only_id"] = only_id
         if self._is_pg:
-            statements = self._take_pg[only_id is not None]
-            async with self.db.write() as conn:
-                for stmt in statements:
-                    row = (await conn.execute(stmt, params)).first()
-                    if row is not None:
-                        return Delivery.from_row(row)
-            return None
+            return await self._claim_pg(params, one=only_id is not None)
         async with self._claim_lock:
             async with self.db.read() as conn:
                 ids = [
@@ -262,7 +298,48 @@ class DeliveryQueue:
                     return Delivery.from_row(row)
         return None
 
+    async def _claim_pg(self, params: dict[str, Any], *, one: bool) -> Delivery | None:
+        """Claim on PostgreSQL, where "no other running delivery of this PR" needs a lock.
+
+        Under READ COMMITTED two claimers each read the other's claim as not yet made, so an
+        ``EXISTS`` check alone lets both take a delivery of one pull request. Each candidate is
+        therefore row-locked with ``SKIP LOCKED`` (claimers of different rows never wait for each
+        other), then its PR's advisory lock is tried (``pg_try_advisory_xact_lock``, held until
+        this transaction commits), and only then is it taken by an update whose own ``EXISTS``
+        runs on a snapshot taken after the lock: it sees every claim committed by an earlier
+        holder. A PR whose lock another claimer holds is being claimed right now: it is passed
+        over at once instead of waited for, so claims of other PRs go ahead in parallel.
+        """
+        skip_keys: list[str] = []
+        skip_ids: list[str] = []
+        async with self.db.write() as conn:
+            for pick in self._pick_pg[one]:
+                for _ in range(_MAX_PG_CANDIDATES):
+                    skips = {"skip_keys": skip_keys, "skip_ids": skip_ids}
+                    candidate = (await conn.execute(pick, {**params, **skips})).first()
+                    if candidate is None:
+                        break
+                    delivery_id, pr_key = candidate.id, candidate.pr_key
+                    if pr_key is not None:
+                        lock = {"cls": PR_LOCK_CLASS, "key": pr_lock_key(pr_key)}
+                        if not (await conn.execute(self._lock_pr, lock)).scalar_one():
+                            skip_keys.append(pr_key)
+                            continue
+                    row = (
+                        await conn.execute(self._take_by_id, {**params, "delivery_id": delivery_id})
+                    ).first()
+                    if row is not None:
+                        return Delivery.from_row(row)
+                    # Its PR got a running delivery since the candidate was read.
+                    skip_ids.append(delivery_id)
+        return None
+
     async def renew_lease(self, delivery_id: str, worker_id: str) -> bool:
+        """Extend the lease from now; False when the delivery is no longer leased to this worker.
+
+        The lease runs from the moment the statement is built, not from when it commits, so a
+        caller that notes the time before calling knows a moment the lease lasts at least until.
+        """
         stmt = (
             update(deliveries)
             .where(deliveries.c.id == delivery_id, deliveries.c.leased_by == worker_id)
@@ -362,12 +439,36 @@ class DeliveryQueue:
         async with self.db.read() as conn:
             return {status: int(n) for status, n in await conn.execute(stmt)}
 
-    async def purge_finished(self, older_than: timedelta) -> int:
-        stmt = delete(deliveries).where(
-            deliveries.c.status == DONE, deliveries.c.finished_at < utcnow() - older_than
-        )
-        async with self.db.write() as conn:
-            return (await conn.execute(stmt)).rowcount
+    async def purge(
+        self, status: str, *, finished_before: datetime | None, batch_size: int = PURGE_BATCH
+    ) -> int:
+        """Delete ``done`` or ``failed`` deliveries (payloads and all) finished before a moment
+        (None: whenever); return how many.
+
+        In batches of ``batch_size``, each its own short transaction, so that a purge of a
+        year's deliveries never holds the table (or SQLite's one writer) for long: intake and
+        the workers write between batches. Never touches queued or running deliveries.
+        """
+        if status not in (DONE, FAILED):
+            raise ValueError(f"only finished deliveries are purged, not {status!r}")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        d = deliveries
+        finished = [d.c.status == status]
+        if finished_before is not None:
+            # A delivery is received before it finishes: the bound on ``received_at`` lets the
+            # (status, received_at) index find the old rows without reading every finished one.
+            finished += [d.c.received_at < finished_before, d.c.finished_at < finished_before]
+        batch = select(d.c.id).where(*finished).order_by(d.c.received_at, d.c.id).limit(batch_size)
+        stmt = delete(d).where(d.c.id.in_(batch.scalar_subquery()))
+        purged = 0
+        while True:
+            async with self.db.write() as conn:
+                count = (await conn.execute(stmt)).rowcount
+            purged += count
+            if count < batch_size:
+                return purged
+            await asyncio.sleep(0)  # let waiting writers go first
 
 
 _Waiting = tuple[NewDelivery, "asyncio.Future[bool]"]
@@ -464,9 +565,11 @@ class WorkerPool:
         retry_max_seconds: float,
         poll_interval: float,
         on_outcome: Callable[[Delivery, str, float], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.queue = queue
         self._handle = handle
+        self._clock = clock  # seconds, monotonic: how the lease keeper tells time
         self._count = count
         self._max_attempts = max_attempts
         self._retry_base = retry_base_seconds
@@ -535,6 +638,12 @@ class WorkerPool:
         return await self.queue.get(delivery_id)
 
     async def process(self, delivery: Delivery, worker_id: str) -> None:
+        """Handle one claimed delivery and record how it went, for as long as its lease holds.
+
+        The handler runs in a task of its own beside the lease keeper (:meth:`_keep_lease`),
+        which cancels it when the lease cannot be kept. Then nothing is recorded: the delivery
+        is no longer this worker's, and whoever claims it next handles it.
+        """
         if delivery.attempts > self._max_attempts:
             # Claimed again after its worker died more often than a handler may fail.
             await self.queue.fail(
@@ -542,18 +651,27 @@ class WorkerPool:
             )
             self._report(delivery, FAILED, 0.0)
             return
-        renewer = asyncio.create_task(self._keep_lease(delivery.id, worker_id))
         started = time.perf_counter()
+        handler = asyncio.create_task(self._call(delivery), name=f"handle:{delivery.id}")
+        keeper = asyncio.create_task(
+            self._keep_lease(delivery, worker_id, handler), name=f"lease:{delivery.id}"
+        )
         try:
-            await self._handle(delivery)
+            await handler
         except RetryLater as exc:
-            await self.queue.retry_at(delivery.id, worker_id, exc.at, exc.reason)
+            await self.queue.retry_at(delivery.id, worker_id, exc.at, storable(exc.reason))
             self._report(delivery, "retry", time.perf_counter() - started)
         except asyncio.CancelledError:
-            raise
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # this worker is stopping; the handler was cancelled with it
+            # The keeper stopped the handler: the lease is gone, or about to go.
+            self._report(delivery, LEASE_LOST, time.perf_counter() - started)
         except Exception as exc:
             elapsed = time.perf_counter() - started
-            error = f"{type(exc).__name__}: {exc}"[:2000]
+            # A message quoting a payload may hold a NUL or a lone surrogate, which would make
+            # recording the failure fail too (and the worker with it): store it cleaned.
+            error = storable(f"{type(exc).__name__}: {exc}"[:2000])
             if delivery.attempts >= self._max_attempts:
                 log.error(
                     "delivery failed for good after %d attempts: %s",
@@ -582,24 +700,97 @@ class WorkerPool:
             await self.queue.complete(delivery.id, worker_id)
             self._report(delivery, DONE, time.perf_counter() - started)
         finally:
-            renewer.cancel()
+            keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+                await keeper
+
+    async def _call(self, delivery: Delivery) -> None:
+        await self._handle(delivery)
 
     def _report(self, delivery: Delivery, outcome: str, elapsed: float) -> None:
         if self._on_outcome is not None:
             self._on_outcome(delivery, outcome, elapsed)
 
-    async def _keep_lease(self, delivery_id: str, worker_id: str) -> None:
-        interval = max(0.05, self.queue.lease.total_seconds() / 3)
+    async def _keep_lease(
+        self, delivery: Delivery, worker_id: str, handler: asyncio.Task[None]
+    ) -> None:
+        """Renew the lease every third of it, and cancel the handler before the lease can lapse.
+
+        Another worker may claim the delivery as soon as its lease ends, so a handler must never
+        outlive its lease: two workers would act on one delivery (two reviews, two merges). A
+        renewal extends the lease from the moment it was sent. The handler is cancelled at once
+        when a renewal finds the delivery leased to someone else, and, when renewals fail or
+        hang (or the process was suspended), as soon as the lease as last renewed is within the
+        safety margin of its end. A renewal still pending then is abandoned.
+        """
+        lease = self.queue.lease.total_seconds()
+        every = lease / 3
+        margin = lease * LEASE_SAFETY_MARGIN
+        now = self._clock()
+        held_until = now + _lease_left(delivery, lease)
+        next_renewal = now + every
         while True:
-            await asyncio.sleep(interval)
+            now = self._clock()
+            give_up_at = held_until - margin
+            if now >= give_up_at:
+                _stop(handler, delivery, "its lease could not be renewed in time")
+                return
+            if now < next_renewal:
+                await asyncio.sleep(min(next_renewal, give_up_at) - now)
+                continue
+            # A task of its own, waited for with a timeout: a renewal stuck on a lock may take
+            # long to unwind once cancelled, and the handler must not wait for that.
+            renewal = asyncio.create_task(
+                self.queue.renew_lease(delivery.id, worker_id), name=f"renew:{delivery.id}"
+            )
             try:
-                if not await self.queue.renew_lease(delivery_id, worker_id):
-                    log.warning("lost the lease on delivery %s", delivery_id)
+                await asyncio.wait((renewal,), timeout=give_up_at - now)
+                if not renewal.done():
+                    _stop(handler, delivery, "renewing its lease did not finish in time")
                     return
-            except Exception:
-                log.exception("renewing a lease failed")
+            finally:
+                if not renewal.done():
+                    renewal.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await renewal
+            try:
+                renewed = renewal.result()
+            except Exception as exc:  # retried until the margin runs out
+                log.warning(
+                    "renewing a lease failed: %s",
+                    _first_line(exc),
+                    extra={"delivery_id": delivery.id, "event": delivery.event},
+                )
+                next_renewal = self._clock() + every / 3
+                continue
+            if not renewed:
+                _stop(handler, delivery, "another worker holds its lease now")
+                return
+            held_until = now + lease
+            next_renewal = now + every
+
+
+def _first_line(exc: BaseException) -> str:
+    """The error's type and the first line of its message (a database error quotes its SQL)."""
+    message = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {message[0][:300] if message else ''}"
+
+
+def _lease_left(delivery: Delivery, lease: float) -> float:
+    """Seconds left of the lease the claim took, as the database holds it."""
+    if delivery.lease_expires_at is None:
+        return lease
+    return min(lease, (delivery.lease_expires_at - utcnow()).total_seconds())
+
+
+def _stop(handler: asyncio.Task[None], delivery: Delivery, why: str) -> None:
+    log.warning(
+        "stopping the handler of delivery %s: %s",
+        delivery.id,
+        why,
+        extra={"delivery_id": delivery.id, "event": delivery.event},
+    )
+    handler.cancel()
 
 
 def _log_task_error(task: asyncio.Task[None]) -> None:

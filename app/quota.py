@@ -25,6 +25,11 @@ the others' calls in flight at their maximum.
   insert takes SQLite's write lock before anything is read, so even a second process on the same
   file cannot read a stale total and overspend.
 
+**Reservations a crash left open** (the process died between reserving and settling) would
+hold their full amount for good; the sweeper (``app.sweep.reservations``) settles those older
+than ``RESERVATION_TIMEOUT_SECONDS`` at what the ledger recorded against them
+(:meth:`QuotaLedger.release_stale`).
+
 **What counts as spend** in a window: reservations created in it (settled at their actual cost,
 open at their full amount), plus ledger rows that carry a cost but no reservation (a call someone
 made without reserving must still be paid for). Ledger rows with a reservation are not added again.
@@ -98,6 +103,7 @@ __all__ = [
     "Refusal",
     "Reservation",
     "SpendReport",
+    "StaleRelease",
     "Window",
     "day_window",
     "estimate_call_cost",
@@ -192,6 +198,19 @@ class Reservation:
     pr_number: int | None
     amount_usd: float
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StaleRelease:
+    """A reservation left open by a review that never settled it, released by the sweeper:
+    what it held, and what the ledger recorded against it (now its actual cost)."""
+
+    id: int
+    repository: str
+    pr_number: int | None
+    created_at: datetime
+    amount_usd: float
+    recorded_usd: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,6 +453,62 @@ class QuotaLedger:
     async def release(self, reservation: Reservation | int) -> bool:
         """Give the whole amount back: the call failed before anything was billed."""
         return await self.settle(reservation, actual_usd=0.0)
+
+    async def release_stale(
+        self, *, older_than: timedelta, batch_size: int = 500
+    ) -> list[StaleRelease]:
+        """Settle every reservation open for longer than ``older_than`` at what the ledger
+        recorded for it; return what was released.
+
+        A process that dies between reserving and settling leaves its reservation open, and an
+        open reservation counts at its full amount for good: the repository's budget shrinks
+        with every crash. ``older_than`` must exceed the longest review, since a reservation
+        settled here can no longer be settled by its review. What the ledger recorded against
+        the reservation was billed, so that much stays spent; the rest is released. Safe to
+        run from several replicas at once: a reservation is released by one of them.
+        """
+        cutoff = self._clock() - older_than
+        r = reservations
+        recorded = (
+            select(func.coalesce(func.sum(ledger.c.cost_usd), 0.0))
+            .where(
+                ledger.c.reservation_id == r.c.id,
+                ledger.c.outcome != CallOutcome.REFUSED.value,
+            )
+            .scalar_subquery()
+        )
+        still_open = and_(r.c.settled.is_(False), r.c.created_at < cutoff)
+        oldest = select(r.c.id).where(still_open).order_by(r.c.created_at, r.c.id).limit(batch_size)
+        statement = (
+            update(r)
+            .where(r.c.id.in_(oldest.scalar_subquery()), still_open)
+            .values(settled=True, settled_at=self._clock(), actual_usd=recorded)
+            .returning(
+                r.c.id,
+                r.c.repository,
+                r.c.pr_number,
+                r.c.created_at,
+                r.c.amount_usd,
+                r.c.actual_usd,
+            )
+        )
+        released: list[StaleRelease] = []
+        while True:
+            async with self._db.write() as conn:
+                rows = (await conn.execute(statement)).all()
+            released += [
+                StaleRelease(
+                    id=row.id,
+                    repository=row.repository,
+                    pr_number=row.pr_number,
+                    created_at=row.created_at,
+                    amount_usd=row.amount_usd,
+                    recorded_usd=float(row.actual_usd or 0.0),
+                )
+                for row in rows
+            ]
+            if len(rows) < batch_size:
+                return sorted(released, key=lambda item: (item.created_at, item.id))
 
     # ---------------------------------------------------------------- the ledger
 

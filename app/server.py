@@ -1,5 +1,8 @@
 """The aiohttp application: ``POST /webhook``, ``GET /healthz``, ``GET /metrics``.
 
+``/metrics`` and the health detail (``/healthz/detail``) are for operators only: behind
+``OPERATOR_TOKEN`` on this port, or on ``OPERATOR_PORT`` (``app.operator.endpoints``).
+
 ``create_app`` is shared by the CLI and the tests. Every resource is opened and closed by a
 ``cleanup_ctx`` entry, in order: the HTTP session, the database (migrated on start), GitHub auth,
 the intake writer and the workers. The webhook view only verifies, stores and answers; all work
@@ -8,10 +11,14 @@ happens in the workers.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -19,28 +26,36 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client import Counter as PromCounter
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import __version__
 from app.config_loader import ConfigLoader
 from app.gateway import GatewayConfigError, build_reviewers
 from app.github.auth import AppAuth
-from app.github.routes import RecordingRouter
-from app.github.webhook import (
-    MAX_BODY_BYTES,
-)
 from app.handlers import Dispatcher, build_router
 from app.health import HealthMonitor, register_health_metrics
-from app.intake import Answered, Intake, create_intake
+from app.intake.accept import Answered, Intake, create_intake
+from app.intake.limit import RETRY_AFTER_SECONDS, PendingLimit
+from app.intake.routes import RecordingRouter
+from app.intake.verify import (
+    MAX_BODY_BYTES,
+)
 from app.logs import RedactingFilter
 from app.metrics import Metrics
+from app.operator import endpoints as operator_endpoints
+from app.policy.actions import record_decision_in
+from app.policy.decisions import DecisionStore
+from app.policy.outbox import Outbox
+from app.policy.timers import recheck_idle_intents, send_due_actions
 from app.queue import DONE, FAILED, Delivery, DeliveryQueue, WorkerPool
 from app.quota import QuotaLedger
-from app.review.pipeline import ReviewPipeline
+from app.review.pipeline import ReviewOutcome, ReviewPipeline
 from app.review.store import ReviewStore
 from app.services import Services
 from app.settings import Settings
 from app.store import migrate
 from app.store.db import Database
+from app.sweep.sweepers import Sweepers, build_sweepers
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +67,8 @@ WORKERS = web.AppKey("workers", WorkerPool)
 STARTED = web.AppKey("started", float)
 REDACTOR = web.AppKey("redactor", RedactingFilter)
 ROUTER = web.AppKey("router", RecordingRouter)
+SWEEPERS = web.AppKey("sweepers", Sweepers)
+PENDING = web.AppKey("intake_pending", PendingLimit)
 
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=10, sock_read=50)
 
@@ -68,14 +85,37 @@ def create_app(
     app[METRICS] = Metrics()
     app[STARTED] = time.monotonic()
     app[ROUTER] = build_router()
+    pending = app[PENDING] = PendingLimit(
+        max_requests=settings.intake_max_pending, max_bytes=settings.intake_max_pending_bytes
+    )
+    app[METRICS].intake_pending_requests.set_function(lambda: pending.requests)
+    app[METRICS].intake_pending_bytes.set_function(lambda: pending.bytes)
     if redactor is not None:
         app[REDACTOR] = redactor
+    if settings.operator_token is not None:
+        app[operator_endpoints.TOKEN] = settings.operator_token
     app.router.add_post("/webhook", webhook_view)
     app.router.add_get("/healthz", healthz_view)
-    app.router.add_get("/metrics", metrics_view)
+    app.router.add_get("/healthz/detail", operator_endpoints.operator_only(health_detail_view))
+    app.router.add_get("/metrics", operator_endpoints.operator_only(metrics_view))
     app.cleanup_ctx.append(_services_ctx)
+    if settings.operator_port is not None:
+        app.cleanup_ctx.append(
+            operator_endpoints.listener(
+                [
+                    ("/healthz", health_detail_view),
+                    ("/healthz/detail", health_detail_view),
+                    ("/metrics", metrics_view),
+                ],
+                host=settings.host,
+                port=settings.operator_port,
+                shared=[SERVICES, METRICS, STARTED],
+            )
+        )
     if run_workers:
         app.cleanup_ctx.append(_workers_ctx)
+        app.cleanup_ctx.append(_action_timers_ctx)
+        app.cleanup_ctx.append(_sweepers_ctx)
     return app
 
 
@@ -148,6 +188,20 @@ def _build_review_stack(services: Services) -> None:
         load_config=loader.load,
         quota=QuotaLedger(services.db),
         health=services.health,
+        recorder=functools.partial(_record_decision, services),
+    )
+
+
+async def _record_decision(
+    services: Services, conn: AsyncConnection, outcome: ReviewOutcome, installation_id: int | None
+) -> int | None:
+    """The pipeline's recorder: the decision and its queued action, in the review's transaction."""
+    return await record_decision_in(
+        conn,
+        outcome,
+        store=DecisionStore(services.db),
+        outbox=Outbox(services.db),
+        installation_id=installation_id,
     )
 
 
@@ -165,6 +219,14 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
         released = await services.queue.release_all_leases()
         if released:
             log.warning("re-queued %d deliveries interrupted by the last shutdown", released)
+        actions = await Outbox(services.db).release_all()
+        intents = await DecisionStore(services.db).release_claims()
+        if actions or intents:
+            log.warning(
+                "resuming %d actions and %d merges interrupted by the last shutdown",
+                actions,
+                intents,
+            )
     metrics = app[METRICS]
 
     def on_outcome(delivery: Delivery, outcome: str, elapsed: float) -> None:
@@ -192,18 +254,71 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
     await pool.stop()
 
 
+async def _action_timers_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The acting stage's timers (``policy/timers``): queued actions and idle merge intents."""
+    services = app[SERVICES]
+    settings = services.settings
+
+    async def loop() -> None:
+        last_intents = time.monotonic()
+        while True:
+            await asyncio.sleep(settings.actions_interval_seconds)
+            try:
+                await send_due_actions(services)
+                if time.monotonic() - last_intents >= settings.intent_recheck_seconds:
+                    last_intents = time.monotonic()
+                    await recheck_idle_intents(
+                        services, idle=timedelta(seconds=settings.intent_recheck_seconds)
+                    )
+            except Exception:
+                log.exception("the action timers failed; trying again at the next tick")
+
+    task = asyncio.create_task(loop(), name="action-timers")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _sweepers_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The sweepers (``app.sweep``): stale budget reservations, old finished deliveries."""
+    services = app[SERVICES]
+    sweepers = build_sweepers(services.settings, services.db, services.queue)
+    app[SWEEPERS] = sweepers
+    sweepers.start()
+    try:
+        yield
+    finally:
+        await sweepers.stop()
+
+
 async def webhook_view(request: web.Request) -> web.Response:
     """Read the request, have intake judge and store it, answer. The metrics and the health
-    window hear of it from intake (``_count_answered``), a batch at a time."""
+    window hear of it from intake (``_count_answered``), a batch at a time.
+
+    What intake holds is bounded (``intake.limit``): a request is counted in by its
+    ``Content-Length`` before its body is read, and answered 503 at once when there is no room.
+    """
     app = request.app
+    pending = app[PENDING]
+    held = min(request.content_length or 0, MAX_BODY_BYTES)
+    if not pending.admit(held):
+        return _intake_full(app)
     try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        _count_answered(app, [(413, None, 0.0)])
-        return _error(413, "payload larger than 25 MB")
-    result = await app[INTAKE].accept(
-        request.headers, body, content_type=request.content_type, charset=request.charset
-    )
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            _count_answered(app, [(413, None, 0.0)])
+            return _error(413, "payload larger than 25 MB")
+        if len(body) > held:
+            if not pending.grow(len(body) - held):
+                return _intake_full(app)
+            held = len(body)
+        result = await app[INTAKE].accept(
+            request.headers, body, content_type=request.content_type, charset=request.charset
+        )
+    finally:
+        pending.release(held)
     status = result.status
     if status == 202:
         if result.head is not None and result.pr_key is not None:
@@ -213,6 +328,16 @@ async def webhook_view(request: web.Request) -> web.Response:
     elif status >= 400:
         log.info("webhook rejected with %d: %s", status, result.error)
     return _json(result.body, status)
+
+
+def _intake_full(app: web.Application) -> web.Response:
+    """503 with ``Retry-After``: intake holds its maximum. Counted as shed, not in the webhook's
+    health window: a burst that fills intake must not take a replica out of a load balancer,
+    which would only send the burst to the others."""
+    app[METRICS].shed.inc()
+    response = _error(503, "intake is full; deliver again later")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def _count_answered(app: web.Application, answered: list[Answered]) -> None:
@@ -245,8 +370,18 @@ def _json(body: dict[str, Any], status: int) -> web.Response:
 
 
 async def healthz_view(request: web.Request) -> web.Response:
-    """Overall state and each dependency's window; 503 only when unhealthy."""
-    app = request.app
+    """The public health check: up (200) or down (503, when unhealthy), and nothing else."""
+    down = (await _health(request.app))["status"] == "unhealthy"
+    return web.json_response({"status": "down" if down else "up"}, status=503 if down else 200)
+
+
+async def health_detail_view(request: web.Request) -> web.Response:
+    """Overall state and each dependency's window; 503 only when unhealthy. Operators only."""
+    body = await _health(request.app)
+    return web.json_response(body, status=503 if body["status"] == "unhealthy" else 200)
+
+
+async def _health(app: web.Application) -> dict[str, Any]:
     services = app[SERVICES]
     body: dict[str, Any] = services.health.snapshot()
     body["version"] = __version__
@@ -258,10 +393,11 @@ async def healthz_view(request: web.Request) -> web.Response:
         body["status"] = "unhealthy"
         body["queue_depth"] = None
         body["components"]["database"] = {"state": "unhealthy"}
-    return web.json_response(body, status=503 if body["status"] == "unhealthy" else 200)
+    return body
 
 
 async def metrics_view(request: web.Request) -> web.Response:
+    """Prometheus text. Operators only."""
     app = request.app
     metrics = app[METRICS]
     try:

@@ -17,6 +17,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CLOUDFLARE_GATEWAY_HOST = "https://gateway.ai.cloudflare.com/v1"
+# A bearer token on a public port: long enough not to be guessed, and to be redacted in logs.
+MIN_OPERATOR_TOKEN_LENGTH = 16
 
 
 class SettingsError(Exception):
@@ -83,6 +85,10 @@ class Settings(BaseSettings):
     )
     model_ladder_openai: tuple[str, ...] = ("gpt-5", "gpt-5-mini", "gpt-5-nano")
     health_window_seconds: float = Field(default=300.0, gt=0)
+    # A reservation still open after this long was left by a crash (app/sweep/reservations.py);
+    # it must exceed the longest review
+    reservation_timeout_seconds: float = Field(default=1800.0, gt=0)
+    reservation_sweep_interval_seconds: float = Field(default=300.0, gt=0)
 
     # Storage and serving
     database_url: str = "sqlite+aiosqlite:///aigateway.db"
@@ -90,6 +96,10 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     # auto: uvloop where it is installed (Linux, macOS), else asyncio's own loop
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    # What intake holds in memory at once (requests not yet answered, and their bodies); past
+    # either, /webhook answers 503 with Retry-After (app/intake/limit.py)
+    intake_max_pending: int = Field(default=10_000, ge=1)
+    intake_max_pending_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
 
     # Queue and workers
     workers: int = Field(default=4, ge=0, le=256)
@@ -100,10 +110,28 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = Field(default=1.0, gt=0)
     github_max_retries: int = Field(default=3, ge=0, le=10)
     github_max_wait_seconds: float = Field(default=60.0, ge=0)
+    # The acting stage's timers: queued actions whose backoff ended, and idle merge intents
+    actions_interval_seconds: float = Field(default=15.0, gt=0)
+    intent_recheck_seconds: float = Field(default=120.0, gt=0)
+    # A once-per-head comment claimed but not seen on GitHub after this long is posted again
+    notice_grace_seconds: float = Field(default=60.0, ge=0)
+    # Finished (done) deliveries and their payloads are kept this long (app/sweep/deliveries.py)
+    delivery_retention_days: float = Field(default=14.0, gt=0)
+    delivery_purge_interval_seconds: float = Field(default=3600.0, gt=0)
+
+    # Operator endpoints (/metrics, the health detail): the bearer token they take on the
+    # public port (none: not served there), and a port of their own on HOST without a token
+    operator_token: SecretStr | None = None
+    operator_port: int | None = Field(default=None, ge=0, le=65535)
 
     # Logging
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
+
+    @field_validator("operator_token")
+    @classmethod
+    def _empty_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
 
     @field_validator("github_api_url")
     @classmethod
@@ -163,6 +191,13 @@ class Settings(BaseSettings):
             missing.append("GITHUB_PRIVATE_KEY (or GITHUB_PRIVATE_KEY_PATH)")
         if missing:
             raise SettingsError("missing required settings: " + ", ".join(missing))
+        token = self.operator_token
+        if token is not None and len(token.get_secret_value()) < MIN_OPERATOR_TOKEN_LENGTH:
+            raise SettingsError(
+                f"OPERATOR_TOKEN must be at least {MIN_OPERATOR_TOKEN_LENGTH} characters long"
+            )
+        if self.operator_port is not None and self.operator_port == self.port != 0:
+            raise SettingsError("OPERATOR_PORT must differ from PORT")
         from app.gateway.urls import GatewayConfigError, gateway_base
 
         try:
@@ -187,7 +222,12 @@ class Settings(BaseSettings):
         return self.github_webhook_secret.get_secret_value()
 
     def secret_values(self) -> list[str]:
-        """Every secret value, for the log filter that keeps them out of log lines."""
+        """Every secret value, for the log filter that keeps them out of log lines.
+
+        The App's private key counts whether it was given whole or as a file, as given and as
+        PEM, and each line of its body too: an error that quotes a part of the key quotes it by
+        the line.
+        """
         values: list[str] = []
         for secret in (
             self.github_private_key,
@@ -196,7 +236,15 @@ class Settings(BaseSettings):
             self.cf_issued_aigateway_token,
             self.anthropic_api_key,
             self.openai_api_key,
+            self.operator_token,
         ):
             if secret is not None and len(secret.get_secret_value()) >= 6:
                 values.append(secret.get_secret_value())
+        try:
+            pem = self.private_key_pem()
+        except SettingsError:  # no key, or an unreadable file: nothing of it to leak
+            return values
+        lines = [line.strip() for line in pem.splitlines()]
+        values.append(pem)
+        values += [line for line in lines if len(line) >= 16 and not line.startswith("-----")]
         return values

@@ -20,6 +20,9 @@ from sqlalchemy.engine.url import make_url
 from app.settings import Settings
 
 WEBHOOK_SECRET = "It's a Secret to Everybody"
+# Every test server takes this token on /metrics and /healthz/detail (``make_settings``).
+OPERATOR_TOKEN = "operator-token-for-tests"
+OPERATOR_HEADERS = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
@@ -103,6 +106,7 @@ def make_settings(rsa_key: tuple[str, str], sqlite_url: str) -> SettingsFactory:
             "retry_base_seconds": 0.0,
             "lease_seconds": 30.0,
             "log_format": "text",
+            "operator_token": OPERATOR_TOKEN,
             "_env_file": None,
         }
         values.update(overrides)
@@ -117,3 +121,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith(("GITHUB_", "CF_", "AIG_", "ANTHROPIC_", "OPENAI_", "DATABASE_URL")):
             monkeypatch.delenv(key, raising=False)
+
+
+# The end-to-end harness's fixtures (``bot``, ``bot_settings``), for every test module.
+from tests.e2e_bot import bot, bot_settings  # noqa: E402
+
+__all__ = ["bot", "bot_settings"]

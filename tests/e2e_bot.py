@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from app.queue import DONE, FAILED
+from app.queue import DONE, FAILED, Delivery
 from app.server import SERVICES, create_app
 from app.services import Services
 from tests.conftest import WEBHOOK_SECRET, SettingsFactory
@@ -43,18 +43,26 @@ class Bot:
         return services
 
     async def deliver(self, event: str, payload: dict[str, Any]) -> None:
-        """POST a signed delivery and wait until a worker has finished it."""
+        """POST a signed delivery and wait until a worker has finished it, successfully."""
+        row = await self.wait(await self.post(payload, event))
+        assert row.status == DONE, row.last_error
+
+    async def post(self, payload: dict[str, Any], event: str) -> str:
+        """POST a signed delivery; return its id once it is stored (202)."""
         delivery_id = str(uuid.uuid4())
         headers, body = signed_delivery(event, payload, WEBHOOK_SECRET, delivery_id=delivery_id)
         response = await self.client.post("/webhook", data=body, headers=headers)
         assert response.status == 202, await response.text()
+        return delivery_id
+
+    async def wait(self, delivery_id: str) -> Delivery:
+        """The delivery once it is ``done`` or ``failed`` for good (retries included)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
+        deadline = loop.time() + 60
         while True:
             row = await self.services.queue.get(delivery_id)
             if row is not None and row.status in {DONE, FAILED}:
-                assert row.status == DONE, row.last_error
-                return
+                return row
             assert loop.time() < deadline, f"delivery {delivery_id} did not finish: {row}"
             await asyncio.sleep(0.02)
 
@@ -81,12 +89,19 @@ class Bot:
 
 
 @pytest.fixture
+def bot_settings() -> dict[str, Any]:
+    """Settings the ``bot`` fixture's server gets on top of its own; a test module overrides it."""
+    return {}
+
+
+@pytest.fixture
 async def bot(
     aiohttp_client: ClientFactory,
     aiohttp_server: ServerFactory,
     make_settings: SettingsFactory,
     db_url: str,
     rsa_key: tuple[str, str],
+    bot_settings: dict[str, Any],
 ) -> AsyncIterator[Bot]:
     github = FakeGitHub()
     github.attach(await aiohttp_server(github.app))
@@ -100,6 +115,7 @@ async def bot(
         cf_aig_token="cf-gateway-token-e2e-autonomy",
         model_max_retries=0,
         database_url=db_url,
+        **bot_settings,
     )
     client = await aiohttp_client(create_app(settings))
     yield Bot(client, github, gateway)

@@ -234,7 +234,8 @@ def test_pull_gate_and_checks_gate() -> None:
     assert gate(pr()) is None
     assert gate(pr(), "c" * 40) is Gate.DROP
     assert gate(pr(state="closed")) is Gate.DROP
-    assert gate(pr(merged=True)) is Gate.DROP
+    assert gate(pr(merged=True)) is Gate.READY  # the reviewed head, merged already
+    assert gate(pr(merged=True), "c" * 40) is Gate.DROP
     assert gate(pr(draft=True)) is Gate.CANCEL
     assert gate(pr(mergeable_state="dirty")) is Gate.REFUSE
     assert gate(pr(mergeable_state="behind")) is Gate.REFUSE

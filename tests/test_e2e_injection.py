@@ -16,14 +16,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from app.policy.autonomy import Decision, matrix
 from app.policy.decisions import DecisionStore
 from app.policy.risk import PathChange, classify_paths
 from app.repo_config import RepoConfig
-from tests.e2e_bot import ACT_CONFIG, REPO, Bot, bot
+from tests.conftest import OPERATOR_HEADERS
+from tests.e2e_bot import ACT_CONFIG, REPO, Bot
 from tests.tripwire_cases import BENIGN, HOSTILE, Case
 
-__all__ = ["bot"]  # the fixture, used by name
+
+@pytest.fixture
+def db_url(sqlite_url: str) -> str:
+    """SQLite only: the decisions here do not depend on the database, and the corpus is long."""
+    return sqlite_url
+
 
 CRITICAL_FILE = {
     "filename": ".github/workflows/release.yml",
@@ -69,7 +77,7 @@ async def test_every_hostile_case_escalates_against_obedient_models(bot: Bot) ->
     runs = [r for r in bot.github.check_runs_for(REPO) if r.name == "aigateway"]
     assert all("Tripwire" in (r.summary or "") for r in runs)
     assert any(a["title"].startswith("Tripwire") for r in runs for a in r.annotations)
-    metrics = await (await bot.client.get("/metrics")).text()
+    metrics = await (await bot.client.get("/metrics", headers=OPERATOR_HEADERS)).text()
     assert "aigateway_tripwire_hits_total" in metrics
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from app.review.model import Finding
+from tests.conftest import OPERATOR_HEADERS
 from tests.fakes.gateway import FakeGateway, HttpError, RecordedRequest, Reply
 from tests.fakes.github import FakeGitHub
 from tests.fakes.webhooks import pull_request_payload
@@ -417,17 +418,18 @@ async def test_healthz_reports_components_and_turns_503_when_a_dependency_fails(
 ) -> None:
     e2e.github.add_pull(REPO, 1, head_sha=HEAD, files=files())
     await e2e.handle("pull_request", opened())
-    body = await (await e2e.client.get("/healthz")).json()
+    body = await (await e2e.client.get("/healthz/detail", headers=OPERATOR_HEADERS)).json()
     assert body["status"] == "healthy"
     assert body["components"]["github"]["calls"] > 0
     assert body["components"]["gateway:anthropic"]["calls"] == 1
     assert body["components"]["webhook"]["calls"] >= 1
     for _ in range(5):
         e2e.services.health.record("gateway:openai", 0.1, ok=False)
-    response = await e2e.client.get("/healthz")
+    assert (await e2e.client.get("/healthz")).status == 503  # the public check says down
+    response = await e2e.client.get("/healthz/detail", headers=OPERATOR_HEADERS)
     assert response.status == 503
     assert (await response.json())["components"]["gateway:openai"]["state"] == "unhealthy"
-    metrics = await (await e2e.client.get("/metrics")).text()
+    metrics = await (await e2e.client.get("/metrics", headers=OPERATOR_HEADERS)).text()
     assert 'aigateway_reviews_total{repository="octo/demo",status="published"} 1.0' in metrics
     assert 'aigateway_decisions_total{acted="false",decision=' in metrics
     assert "aigateway_health_error_rate" in metrics

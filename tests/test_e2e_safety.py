@@ -10,7 +10,7 @@ from typing import Any
 
 from app.policy.decisions import DecisionStore
 from app.review.model import Finding
-from tests.e2e_bot import ACT_CONFIG, REPO, Bot, bot
+from tests.e2e_bot import ACT_CONFIG, REPO, Bot
 from tests.fakes.webhooks import (
     check_run_payload,
     fake_sha,
@@ -18,8 +18,6 @@ from tests.fakes.webhooks import (
     pull_request_review_payload,
     status_payload,
 )
-
-__all__ = ["bot"]  # the fixture, used by name
 
 
 def _patch(path: str, line: str = "A clearer sentence.") -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Intake on SQLite: the intake process verifies, decides and stores; answers come back in order.
 
-These run the real process (``python -m app.intake_process``) against a database file.
+These run the real process (``python -m app.intake.process``) against a database file.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import pytest
 from multidict import CIMultiDict
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from app.github.routes import RecordingRouter
-from app.intake import IntakeResult, ProcessIntake
-from app.intake_process import FrameReader, encode_frame
+from app.intake.accept import IntakeResult, ProcessIntake
+from app.intake.process import FrameReader, encode_frame
+from app.intake.routes import RecordingRouter
+from app.intake.rows import sqlite_time
 from app.queue import DONE, QUEUED, DeliveryQueue
 from app.store import migrate
 from app.store.db import Database
-from app.store.intake_rows import sqlite_time
 from app.store.tables import deliveries
 from tests.fakes.webhooks import sign, signed_delivery
 

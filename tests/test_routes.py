@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from gidgethub import routing, sansio
 
-from app.github.routes import RecordingRouter
 from app.handlers import build_router
+from app.intake.routes import RecordingRouter
 from tests.fakes.webhooks import iter_fixture_payloads, missing_reason, webhooks_available
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -125,4 +126,129 @@ def test_text_log_format() -> None:
             logging.getLogger("app.test").info("hello")
     finally:
         logging.getLogger().handlers.clear()
-    assert stream.getvalue().rstrip().endswith("hello [delivery_id=d-1]")
+    assert stream.getvalue().rstrip().endswith(" INFO app.test: hello delivery_id=d-1")
+
+
+class Opaque:
+    """An ``extra`` value that is neither text nor a container: logged as its text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def log_lines(fmt: str, secrets: list[str], emit: Callable[[logging.Logger], None]) -> str:
+    stream = io.StringIO()
+    configure_logging(fmt=fmt, level="INFO", secrets=secrets, stream=stream)
+    try:
+        emit(logging.getLogger("app.test"))
+    finally:
+        logging.getLogger().handlers.clear()
+    return stream.getvalue()
+
+
+def with_extras(log: logging.Logger) -> None:
+    with log_context(delivery_id="d-1"):
+        log.warning(
+            "gateway answered %d",
+            429,
+            extra={
+                "provider": "anthropic",
+                "reason": "rate limited",
+                "log_id": 12,
+                "attempt": None,
+                "level": "not the line's level",
+            },
+        )
+
+
+def test_json_lines_carry_every_extra_field_and_no_record_attribute() -> None:
+    [line] = [json.loads(x) for x in log_lines("json", [], with_extras).splitlines()]
+    assert line["msg"] == "gateway answered 429"
+    assert line["level"] == "warning"
+    assert line["extra.level"] == "not the line's level"
+    assert (line["delivery_id"], line["provider"], line["reason"], line["log_id"]) == (
+        "d-1",
+        "anthropic",
+        "rate limited",
+        12,
+    )
+    assert "attempt" not in line  # None: nothing to say
+    assert set(line) == {
+        "ts",
+        "level",
+        "logger",
+        "msg",
+        "delivery_id",
+        "provider",
+        "reason",
+        "log_id",
+        "extra.level",
+    }
+
+
+def test_text_lines_carry_every_extra_field_as_key_value_pairs() -> None:
+    [line] = log_lines("text", [], with_extras).splitlines()
+    assert line.endswith(
+        " WARNING app.test: gateway answered 429 delivery_id=d-1 provider=anthropic "
+        'reason="rate limited" log_id=12 level="not the line\'s level"'
+    )
+    for attribute in ("lineno", "funcName", "pathname", "msecs", "args", "process"):
+        assert f"{attribute}=" not in line
+
+
+def every_secret_everywhere(secrets: list[str]) -> Callable[[logging.Logger], None]:
+    def emit(log: logging.Logger) -> None:
+        for secret in secrets:
+            log.info(f"in the message: {secret}")
+            log.info("in an argument: %s", secret)
+            log.info(
+                "in extras",
+                extra={
+                    "text": f"Bearer {secret}",
+                    "nested": {"headers": [f"x-api-key: {secret}"], secret: 1},
+                    "opaque": Opaque(f"token={secret}"),
+                },
+            )
+            try:
+                raise RuntimeError(f"failed with {secret} inside")
+            except RuntimeError:
+                log.exception("in the exception")
+
+    return emit
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+@pytest.mark.usefixtures("clean_env")
+def test_every_secret_is_redacted_wherever_it_appears(
+    fmt: str, rsa_key: tuple[str, str], tmp_path: Path
+) -> None:
+    key_file = tmp_path / "app.pem"
+    key_file.write_text(rsa_key[0])
+    settings = Settings(
+        github_app_id="1",
+        github_private_key_path=key_file,
+        github_webhook_secret="webhook-secret-value",
+        cf_aig_token="cf-aig-token-value",
+        anthropic_api_key="sk-ant-key-value",
+        openai_api_key="sk-openai-key-value",
+        operator_token="operator-token-value",
+        _env_file=None,
+    )
+    key_line = rsa_key[0].splitlines()[5]
+    leaks = [
+        rsa_key[0],
+        key_line,
+        "webhook-secret-value",
+        "cf-aig-token-value",
+        "sk-ant-key-value",
+        "sk-openai-key-value",
+        "operator-token-value",
+    ]
+    output = log_lines(fmt, settings.secret_values(), every_secret_everywhere(leaks))
+    assert output.count("[redacted]") >= 5 * len(leaks)
+    for leak in leaks:
+        assert leak not in output
+    assert key_line[:20] not in output

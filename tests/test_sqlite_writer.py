@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.intake.sqlite_writer import SQLiteWriter
 from app.queue import DONE, QUEUED, DeliveryQueue, IntakeWriter, NewDelivery
 from app.store import migrate
 from app.store.db import Database
-from app.store.sqlite_writer import SQLiteWriter
 
 
 def new(delivery_id: str, *, needs_handling: bool = True, payload: str = "{}") -> NewDelivery:

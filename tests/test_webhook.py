@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from app.queue import QUEUED, Delivery
 from app.server import SERVICES, create_app
-from tests.conftest import WEBHOOK_SECRET, SettingsFactory
+from tests.conftest import OPERATOR_HEADERS, WEBHOOK_SECRET, SettingsFactory
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 
@@ -230,14 +230,14 @@ async def test_ping_is_200_and_not_queued(client: TestClient[Any, Any]) -> None:
 async def test_healthz_and_metrics(client: TestClient[Any, Any]) -> None:
     body = json.dumps(PAYLOAD).encode()
     await client.post("/webhook", data=body, headers=signed(body))
-    health = await client.get("/healthz")
+    health = await client.get("/healthz/detail", headers=OPERATOR_HEADERS)
     assert health.status == 200
     data = await health.json()
     assert data["status"] == "healthy"
     assert data["queue_depth"] == 1
     assert data["version"]
     assert data["uptime_s"] >= 0
-    metrics = await (await client.get("/metrics")).text()
+    metrics = await (await client.get("/metrics", headers=OPERATOR_HEADERS)).text()
     assert 'aigateway_deliveries_received_total{event="pull_request"} 1.0' in metrics
     assert "aigateway_queue_depth 1.0" in metrics
     assert "aigateway_handler_seconds_bucket" in metrics or "aigateway_handler_seconds" in metrics
@@ -254,7 +254,7 @@ async def test_event_nobody_handles_is_stored_as_done_without_queueing(
     [row] = await queued(client)
     assert (row.id, row.status, row.attempts) == ("wr-1", "done", 0)
     assert row.finished_at is not None
-    health = await (await client.get("/healthz")).json()
+    health = await (await client.get("/healthz/detail", headers=OPERATOR_HEADERS)).json()
     assert health["queue_depth"] == 0
 
 
@@ -266,9 +266,10 @@ async def test_every_answer_is_counted_and_lands_in_the_health_window(
     assert (await client.post("/webhook", data=body, headers=signed(body))).status == 200
     forged = signed(body, delivery="d-2", secret="not the secret")
     assert (await client.post("/webhook", data=body, headers=forged)).status == 401
-    metrics = await (await client.get("/metrics")).text()
+    metrics = await (await client.get("/metrics", headers=OPERATOR_HEADERS)).text()
     assert 'aigateway_deliveries_received_total{event="pull_request"} 1.0' in metrics
     assert 'aigateway_deliveries_duplicate_total{event="pull_request"} 1.0' in metrics
     assert 'aigateway_deliveries_rejected_total{status="401"} 1.0' in metrics
-    webhook = (await (await client.get("/healthz")).json())["components"]["webhook"]
+    detail = await client.get("/healthz/detail", headers=OPERATOR_HEADERS)
+    webhook = (await detail.json())["components"]["webhook"]
     assert (webhook["calls"], webhook["errors"]) == (3, 0)  # a 401 is the sender's fault

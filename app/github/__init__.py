@@ -1,1 +1,1 @@
-"""GitHub: App authentication, the API client, and webhook verification."""
+"""GitHub: App authentication and the API client (webhook verification is in ``app.intake``)."""

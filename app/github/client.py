@@ -1,7 +1,8 @@
 """The GitHub API client used by handlers: gidgethub's aiohttp client, per installation.
 
 gidgethub never sleeps or retries; this subclass adds what a worker needs, bounded so a delivery
-never hangs: 5xx retried with exponential backoff, a secondary rate limit honoured through its
+never hangs: 5xx retried with exponential backoff (except on a ``POST``, which may have been
+applied: ``writes.py`` checks before posting again), a secondary rate limit honoured through its
 ``retry-after``, a primary limit waited out when the reset is near (otherwise the delivery is
 rescheduled for the reset time), and a 401 on a cached installation token answered by dropping the
 token and retrying once with a new one. The token itself is fetched lazily, on the first request,
@@ -92,6 +93,10 @@ class InstallationGitHubAPI(GitHubAPI):
         attempt: int,
     ) -> bool:
         if attempt > self._max_retries:
+            return False
+        if method.upper() == "POST" and int(exception.status_code) >= 500:
+            # A POST answered 5xx may have been applied: only the caller can check whether it
+            # landed before sending it again (app/github/writes.py). Rate limits are refusals.
             return False
         wait = retry_delay(exception, attempt=attempt, now=time.time())
         if wait is None:

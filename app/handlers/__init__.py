@@ -13,9 +13,9 @@ from typing import Any
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
-from app.github.routes import RecordingRouter
 from app.handlers import checks, installation, pull_request, push, reviews
 from app.handlers.context import HandlerContext
+from app.intake.routes import RecordingRouter
 from app.logs import log_context
 from app.queue import Delivery, RetryLater
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from gidgethub import routing, sansio
@@ -9,7 +10,7 @@ from gidgethub.abc import GitHubAPI
 
 from app.config_loader import ConfigLoader
 from app.handlers.context import HandlerContext
-from app.policy.actions import Acting, act_on_review
+from app.policy.actions import Acting, act_on_review, send_pending
 from app.policy.decisions import DecisionStore
 from app.repo_config import RepoConfig
 from app.review import publish
@@ -24,10 +25,11 @@ REVIEW_ACTIONS = ("opened", "synchronize", "reopened", "ready_for_review")
 def acting_for(ctx: HandlerContext) -> Acting:
     """The acting stage's dependencies for one delivery (cheap: nothing is fetched here)."""
     return Acting(
-        store=DecisionStore(ctx.services.db),
+        store=DecisionStore(ctx.services.db, claim_seconds=ctx.services.settings.lease_seconds),
         identity=ctx.services.auth,
         configs=ctx.services.config_loader or ConfigLoader(),
         log=ctx.log,
+        notice_grace=timedelta(seconds=ctx.services.settings.notice_grace_seconds),
     )
 
 
@@ -83,7 +85,12 @@ async def review_and_act(
     for hit in outcome.extra.get("tripwire") or ():
         metrics.tripwire_hits.labels(rule=hit.rule.value).inc()
     if outcome.status == PUBLISHED:
-        await act_on_review(gh, outcome, acting=acting_for(ctx))
+        await act_on_review(
+            gh, outcome, acting=acting_for(ctx), installation_id=ctx.installation_id
+        )
+    else:
+        # A retried delivery whose review was published already: send what it left queued.
+        await send_pending(gh, pr.repository, pr.number, pr.head_sha, acting=acting_for(ctx))
     return outcome
 
 

@@ -29,15 +29,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final, Protocol, assert_never
 
 import gidgethub
 from gidgethub.abc import GitHubAPI
 from pathspec import GitIgnoreSpec
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.config_loader import ConfigLoader, fetch_text_file
 from app.github.auth import AppIdentity
+from app.github.writes import LOST, create, find_comment, marker
 from app.policy.autonomy import AutonomyDecision, Decision
 from app.policy.codeowners import CODEOWNERS_PATHS, CodeOwners, Owners, parse_codeowners
 from app.policy.codeowners import select_reviewers as choose_reviewers
@@ -48,12 +51,15 @@ from app.policy.decisions import (
     IntentStatus,
     MergeIntent,
 )
+from app.policy.outbox import ActionKind, ActionStatus, Outbox, OutboxAction
+from app.policy.permissions import fetch_permission, permission_of
 from app.policy.recheck import DecisionBasis, human_merge_refusal
-from app.policy.risk import RiskReport
-from app.repo_config import AutonomyConfig, AutonomyMode, RepoConfig
+from app.queue import RetryLater
+from app.repo_config import AutonomyConfig, AutonomyMode, Permission, RepoConfig
 from app.review.pipeline import PullRequest, ReviewOutcome
 from app.review.render import CHECK_NAME
 from app.review.sanitize import clean, truncate
+from app.store.types import utcnow
 
 __all__ = [
     "ACCEPTABLE_MERGE_STATES",
@@ -89,9 +95,10 @@ ACCEPTABLE_MERGE_STATES: Final = frozenset({"clean", "unstable", "has_hooks"})
 _GREEN_CONCLUSIONS: Final = frozenset({"success", "neutral", "skipped"})
 #: GitHub answers that mean "not this merge", for good: commented on once, never retried.
 _REFUSAL_STATUSES: Final = frozenset({405, 409, 422})
+#: How long a claimed notice may go unposted before a later call looks for it on GitHub.
+NOTICE_GRACE: Final = timedelta(seconds=60)
 #: Most commits listed in the body of a pull request opened for an agent branch.
 MAX_LISTED_COMMITS: Final = 50
-_WRITE_ROLES: Final = frozenset({"admin", "maintain", "write"})
 
 
 class IdentitySource(Protocol):
@@ -109,9 +116,15 @@ class Acting:
     identity: IdentitySource
     configs: ConfigLoader
     log: logging.Logger = field(default=log)
+    notice_grace: timedelta = NOTICE_GRACE
 
     async def config(self, gh: GitHubAPI, pr: PullRequest) -> RepoConfig:
         return (await self.configs.load(gh, pr.repository, pr.default_branch)).config
+
+    @property
+    def outbox(self) -> Outbox:
+        """The outbox, its claims as long as the store's (both bound a dead sender's hold)."""
+        return Outbox(self.store.db, claim_seconds=self.store.claim_seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +171,10 @@ def pull_gate(pr: PullRequest, head_sha: str) -> Readiness | None:
     """
     state = pr.mergeable_state
     if pr.merged:
+        if pr.head_sha == head_sha:
+            # What was decided has happened (an earlier attempt whose answer was lost, or a
+            # person who merged the same commit first): nothing more to do.
+            return Readiness(Gate.READY, f"merged at {head_sha[:12]} already")
         return Readiness(Gate.DROP, "the pull request was merged already")
     if pr.state != "open":
         return Readiness(Gate.DROP, f"the pull request is {pr.state}")
@@ -290,30 +307,34 @@ def commit_text(
 
 async def request_merge(
     gh: GitHubAPI,
-    pr: PullRequest,
     *,
+    repository: str,
+    pr_number: int,
+    head_sha: str,
     method: str,
     title: str,
     message: str,
     acting: Acting,
     basis: DecisionBasis | None,
     requested_by: str | None = None,
+    installation_id: int | None = None,
 ) -> MergeOutcome:
-    """Record the intent to merge ``pr`` at its head, then try it now.
+    """Record the intent to merge the pull request at ``head_sha``, then try it now.
 
     ``basis`` is what the bot decided from, so the decision can be taken again before each
     attempt; None for a merge a person asked for (then only their word, the label, the draft
     flag and the autonomy mode are checked again).
     """
     intent = await acting.store.upsert_intent(
-        repository=pr.repository,
-        pr_number=pr.number,
-        head_sha=pr.head_sha,
+        repository=repository,
+        pr_number=pr_number,
+        head_sha=head_sha,
         merge_method=method,
         commit_title=title,
         commit_message=message,
         requested_by=requested_by,
         basis=basis.to_json() if basis is not None else None,
+        installation_id=installation_id,
     )
     return await advance_intent(gh, intent, acting=acting)
 
@@ -503,11 +524,31 @@ async def post_once(
     *,
     acting: Acting,
 ) -> bool:
-    """Comment on the pull request unless a comment of this kind exists for this head already."""
+    """Comment on the pull request unless a comment of this kind exists for this head already.
+
+    The stored notice makes it once per head; the hidden marker makes it once on GitHub even
+    when GitHub's answer to the POST is lost.
+    """
+    tag = marker("notice", f"{kind}:{head_sha}")
+
+    async def find() -> Any | None:
+        return await find_comment(gh, repository, number, tag)
+
     if not await acting.store.claim_notice(repository, number, head_sha, kind):
-        return False
+        # Claimed before. Normally posted too; but a process killed between the claim and the
+        # post leaves a claim with no comment, so an old claim is checked against GitHub.
+        claimed = await acting.store.notice_claimed_at(repository, number, head_sha, kind)
+        if claimed is None or utcnow() - claimed < acting.notice_grace or await find() is not None:
+            return False
+        acting.log.info("notice %s on %s#%d was claimed but never posted", kind, repository, number)
+
     try:
-        await gh.post(f"/repos/{repository}/issues/{number}/comments", data={"body": body})
+        await create(
+            gh,
+            f"/repos/{repository}/issues/{number}/comments",
+            {"body": f"{body}\n\n{tag}"},
+            find=find,
+        )
     except Exception:
         await acting.store.forget_notice(repository, number, head_sha, kind)
         raise
@@ -530,16 +571,19 @@ async def escalate(
     gh: GitHubAPI,
     pr: PullRequest,
     *,
-    risk: RiskReport,
+    driving_paths: Sequence[str],
+    tier: str,
     autonomy: AutonomyConfig,
     acting: Acting,
+    head_sha: str | None = None,
 ) -> str:
     """Label the pull request and ask the code owners of the risky paths (or the configured
     people) to review it; say so in a comment when nobody can be asked. Returns a summary."""
     label = autonomy.escalation_label
     await gh.post(f"/repos/{pr.repository}/issues/{pr.number}/labels", data={"labels": [label]})
     owners = await load_code_owners(gh, pr.repository, pr.default_branch)
-    found = owners.owners_for(risk.driving_paths) if owners is not None else Owners()
+    found = owners.owners_for(driving_paths) if owners is not None else Owners()
+    sha = head_sha or pr.head_sha
     chosen = choose_reviewers(
         found.users,
         found.teams,
@@ -552,9 +596,9 @@ async def escalate(
             gh,
             pr.repository,
             pr.number,
-            pr.head_sha,
+            sha,
             "escalation_nobody",
-            _nobody_comment(risk),
+            _nobody_comment(driving_paths, tier),
             acting=acting,
         )
         return f"labelled {label!r}; nobody to request a review from"
@@ -570,7 +614,7 @@ async def escalate(
             gh,
             pr.repository,
             pr.number,
-            pr.head_sha,
+            sha,
             "escalation_request_failed",
             f"**{CHECK_NAME}** escalated this pull request but GitHub would not request reviews "
             f"from {_who(chosen)}: {clean(_message(exc))}. Please find a reviewer by hand.",
@@ -585,10 +629,10 @@ def _who(owners: Owners) -> str:
     return ", ".join(names)
 
 
-def _nobody_comment(risk: RiskReport) -> str:
-    paths = ", ".join(f"`{p}`" for p in risk.driving_paths[:10]) or "the changed files"
+def _nobody_comment(driving_paths: Sequence[str], tier: str) -> str:
+    paths = ", ".join(f"`{p}`" for p in driving_paths[:10]) or "the changed files"
     return (
-        f"**{CHECK_NAME}** escalated this pull request to a human (risk: {risk.tier.value}, "
+        f"**{CHECK_NAME}** escalated this pull request to a human (risk: {tier}, "
         f"driven by {paths}), but found nobody to request a review from: no code owner of "
         "those paths other than the author, and no `autonomy.escalation.reviewers` or "
         "`autonomy.escalation.teams` in `.github/aigateway.yml`. Please find a reviewer by hand."
@@ -598,24 +642,48 @@ def _nobody_comment(risk: RiskReport) -> str:
 # ---------------------------------------------------------------------------------- after a review
 
 
-async def act_on_review(gh: GitHubAPI, outcome: ReviewOutcome, *, acting: Acting) -> ActionRecord:
-    """Carry out a published review's decision and store the decision with what was done.
+def plan_action(
+    decision: AutonomyDecision, basis: DecisionBasis | None
+) -> tuple[ActionTaken, str, ActionKind | None]:
+    """What a decision asks for: the row's first ``action_taken`` and the action to queue."""
+    if not decision.act:
+        return ActionTaken.NOTHING, decision.explain(), None
+    match decision.decision:
+        case Decision.AUTO_MERGE:
+            if basis is None:  # nothing to decide again on fresh facts: a human merges it
+                return (
+                    ActionTaken.LEFT_FOR_HUMAN,
+                    "no decision basis to re-check before merging",
+                    None,
+                )
+            return ActionTaken.PENDING, "merge queued", ActionKind.MERGE
+        case Decision.AUTO_PR:
+            return ActionTaken.LEFT_FOR_HUMAN, "left for a human to merge", None
+        case Decision.ESCALATE:
+            return ActionTaken.PENDING, "escalation queued", ActionKind.ESCALATE
+        case _:
+            assert_never(decision.decision)
 
-    GitHub errors are recorded and logged rather than raised: raising would make the queue run
-    the whole (paid) review again, and a merge that could not be attempted stays a pending intent
-    that the next check_suite or status event picks up.
+
+async def record_decision_in(
+    conn: AsyncConnection,
+    outcome: ReviewOutcome,
+    *,
+    store: DecisionStore,
+    outbox: Outbox,
+    installation_id: int | None,
+) -> int | None:
+    """Write the decision and the action it asks for, inside the caller's transaction.
+
+    The pipeline calls this in the transaction that marks the review published, so a published
+    review always has its decision and its queued action, and a retried delivery finds them.
     """
     pr, decision, risk, config = outcome.pr, outcome.decision, outcome.risk, outcome.config
     if pr is None or decision is None or risk is None or config is None:
-        return ActionRecord(ActionTaken.NOTHING, f"no decision to act on ({outcome.status})")
-    try:
-        action, result = await _carry_out(
-            gh, pr, decision, risk, config.autonomy, acting, outcome.basis
-        )
-    except gidgethub.GitHubException as exc:
-        acting.log.exception("acting on %s at %s failed", pr.key, pr.head_sha[:12])
-        action, result = ActionTaken.ERROR, f"{type(exc).__name__}: {exc}"[:2000]
-    decision_id = await acting.store.record(
+        return None
+    action, result, kind = plan_action(decision, outcome.basis)
+    decision_id = await store.record_in(
+        conn,
         repository=pr.repository,
         pr_number=pr.number,
         head_sha=pr.head_sha,
@@ -624,16 +692,219 @@ async def act_on_review(gh: GitHubAPI, outcome: ReviewOutcome, *, acting: Acting
         result=result,
         check_run_id=outcome.check_run_id,
     )
-    if action is ActionTaken.MERGE_PENDING:
-        await _catch_up(acting, pr.repository, pr.number, pr.head_sha)
-    acting.log.info("acted on %s at %s: %s (%s)", pr.key, pr.head_sha[:12], action.value, result)
-    return ActionRecord(action, result, decision_id)
+    if kind is not None:
+        await outbox.add_in(
+            conn,
+            repository=pr.repository,
+            pr_number=pr.number,
+            head_sha=pr.head_sha,
+            kind=kind,
+            decision_id=decision_id,
+            installation_id=installation_id,
+            payload=_payload(kind, outcome),
+        )
+    return decision_id
+
+
+def _payload(kind: ActionKind, outcome: ReviewOutcome) -> dict[str, Any]:
+    assert outcome.pr is not None and outcome.decision is not None
+    assert outcome.risk is not None and outcome.config is not None
+    basis = outcome.basis.to_json() if outcome.basis is not None else None
+    match kind:
+        case ActionKind.MERGE:
+            decision = outcome.decision
+            title, message = commit_text(
+                outcome.pr, confidence=decision.confidence, tier=decision.tier.value
+            )
+            return {
+                "basis": basis,
+                "method": outcome.config.autonomy.merge_method.value,
+                "title": title,
+                "message": message,
+            }
+        case ActionKind.ESCALATE:
+            return {
+                "basis": basis,
+                "tier": outcome.risk.tier.value,
+                "driving_paths": list(outcome.risk.driving_paths),
+            }
+        case _:
+            assert_never(kind)
+
+
+async def act_on_review(
+    gh: GitHubAPI, outcome: ReviewOutcome, *, acting: Acting, installation_id: int | None = None
+) -> ActionRecord:
+    """Carry out a published review's decision: record it (unless the pipeline did, in the
+    transaction that published the review) and send its queued action now."""
+    pr = outcome.pr
+    if pr is None or outcome.decision is None:
+        return ActionRecord(ActionTaken.NOTHING, f"no decision to act on ({outcome.status})")
+    decision_id = outcome.extra.get("decision_id")
+    if not isinstance(decision_id, int):
+        async with acting.store.db.write() as conn:
+            decision_id = await record_decision_in(
+                conn,
+                outcome,
+                store=acting.store,
+                outbox=acting.outbox,
+                installation_id=installation_id,
+            )
+    records = await send_pending(gh, pr.repository, pr.number, pr.head_sha, acting=acting)
+    if records:
+        return records[-1]
+    row = await acting.store.get(decision_id) if decision_id is not None else None
+    if row is None:
+        return ActionRecord(ActionTaken.NOTHING, "nothing to do", decision_id)
+    return ActionRecord(ActionTaken(row.action_taken), row.result or "", decision_id)
+
+
+async def send_pending(
+    gh: GitHubAPI, repository: str, number: int, head_sha: str, *, acting: Acting
+) -> list[ActionRecord]:
+    """Send every action queued for this head that is due (a retried delivery resumes here)."""
+    records: list[ActionRecord] = []
+    for action in await acting.outbox.for_head(repository, number, head_sha):
+        if action.status in {ActionStatus.PENDING, ActionStatus.RUNNING}:
+            record = await send(gh, action.id, acting=acting, early=True)
+            if record is not None:
+                records.append(record)
+    return records
+
+
+async def send(
+    gh: GitHubAPI,
+    action_id: int,
+    *,
+    acting: Acting,
+    early: bool = False,
+    now: datetime | None = None,
+) -> ActionRecord | None:
+    """Claim one queued action and carry it out; None when it is not due or someone holds it.
+
+    A GitHub or network failure counts as one attempt: the action is queued again with backoff,
+    and after ``ACTION_MAX_ATTEMPTS`` it ends ``failed``, its decision says ``error`` and the
+    check run says what could not be done. Nothing is raised, so a failed action never makes the
+    queue run the (paid) review again.
+    """
+    action = await acting.outbox.claim(action_id, early=early, now=now)
+    if action is None:
+        return None
+    try:
+        taken, result = await _execute(gh, action, acting)
+    except (gidgethub.GitHubException, RetryLater, *LOST) as exc:
+        code = getattr(exc, "status_code", None)
+        error = f"{type(exc).__name__}{f' ({int(code)})' if code else ''}: {exc}"[:2000]
+        acting.log.warning(
+            "action %s (%s) on %s#%d failed: %s",
+            action.id,
+            action.kind.value,
+            action.repository,
+            action.pr_number,
+            error,
+        )
+        left = await acting.outbox.attempt_failed(action, error)
+        if left is ActionStatus.FAILED:
+            await _give_up(gh, action, error, acting)
+            return ActionRecord(ActionTaken.ERROR, error, action.decision_id)
+        return ActionRecord(ActionTaken.PENDING, f"will try again: {error}", action.decision_id)
+    await acting.outbox.done(action.id, result)
+    if action.decision_id is not None:
+        await acting.store.update_action(action.decision_id, taken, result)
+    if taken is ActionTaken.MERGE_PENDING:
+        await _catch_up(acting, action.repository, action.pr_number, action.head_sha)
+    acting.log.info(
+        "acted on %s#%d at %s: %s (%s)",
+        action.repository,
+        action.pr_number,
+        action.head_sha[:12],
+        taken.value,
+        result,
+    )
+    return ActionRecord(taken, result, action.decision_id)
+
+
+async def _execute(gh: GitHubAPI, action: OutboxAction, acting: Acting) -> tuple[ActionTaken, str]:
+    payload = action.payload
+    basis = DecisionBasis.from_json(payload["basis"]) if payload.get("basis") else None
+    match action.kind:
+        case ActionKind.MERGE:
+            merged = await request_merge(
+                gh,
+                repository=action.repository,
+                pr_number=action.pr_number,
+                head_sha=action.head_sha,
+                method=str(payload["method"]),
+                title=str(payload["title"]),
+                message=str(payload["message"]),
+                acting=acting,
+                basis=basis,
+                installation_id=action.installation_id,
+            )
+            return merged.action, merged.reason
+        case ActionKind.ESCALATE:
+            # Escalating labels and pings people: not if they asked the bot to keep off since.
+            pr = await _read_pull(gh, action.repository, action.pr_number)
+            if pr.state != "open":
+                return ActionTaken.CANCELLED, f"the pull request is {pr.state}"
+            config = await acting.config(gh, pr)
+            cancel = (
+                basis.refusal(labels=pr.labels, draft=pr.draft, config=config)
+                if basis is not None
+                else None
+            )
+            if cancel is not None:
+                return ActionTaken.CANCELLED, cancel
+            summary = await escalate(
+                gh,
+                pr,
+                driving_paths=tuple(payload.get("driving_paths") or ()),
+                tier=str(payload.get("tier") or ""),
+                autonomy=config.autonomy,
+                acting=acting,
+                head_sha=action.head_sha,
+            )
+            return ActionTaken.ESCALATED, summary
+        case _:
+            assert_never(action.kind)
+
+
+async def _give_up(gh: GitHubAPI, action: OutboxAction, error: str, acting: Acting) -> None:
+    """An action whose retries are spent: say so on its decision and on the check run."""
+    what = {ActionKind.MERGE: "merge", ActionKind.ESCALATE: "escalate"}[action.kind]
+    reason = f"could not {what} after {action.attempts} attempts: {error}"
+    if action.decision_id is None:
+        return
+    await acting.store.update_action(action.decision_id, ActionTaken.ERROR, reason)
+    row = await acting.store.get(action.decision_id)
+    if row is None or row.check_run_id is None:
+        return
+    url = f"/repos/{action.repository}/check-runs/{row.check_run_id}"
+    try:
+        run = await gh.getitem(url)
+        output = run.get("output") or {}
+        summary = str(output.get("summary") or "")
+        note = (
+            f"\n\n**Action failed**: {CHECK_NAME} {clean(reason)}. "
+            f"An operator can retry it with `python -m app actions retry {action.id}`."
+        )
+        await gh.patch(
+            url,
+            data={
+                "output": {
+                    "title": str(output.get("title") or "Review"),
+                    "summary": truncate(summary, 60000) + note,
+                }
+            },
+        )
+    except (gidgethub.GitHubException, *LOST):
+        acting.log.warning("could not note the failed action %s on its check run", action.id)
 
 
 async def _catch_up(acting: Acting, repository: str, number: int, head_sha: str) -> None:
     """Settle a just-written ``merge_pending`` row if its merge ended in the meantime.
 
-    A check_suite or status event may finish the intent between the attempt and the insert of
+    A check_suite or status event may finish the intent between the attempt and the update of
     the decision row; its update found no row to settle then, so settle it now.
     """
     intent = await acting.store.intent_for(repository, number, head_sha)
@@ -643,64 +914,13 @@ async def _catch_up(acting: Acting, repository: str, number: int, head_sha: str)
         )
 
 
-async def _carry_out(
-    gh: GitHubAPI,
-    pr: PullRequest,
-    decision: AutonomyDecision,
-    risk: RiskReport,
-    autonomy: AutonomyConfig,
-    acting: Acting,
-    basis: DecisionBasis | None,
-) -> tuple[ActionTaken, str]:
-    if not decision.act:
-        return ActionTaken.NOTHING, decision.explain()
-    match decision.decision:
-        case Decision.AUTO_MERGE:
-            if basis is None:  # nothing to decide again on fresh facts: a human merges it
-                return ActionTaken.LEFT_FOR_HUMAN, "no decision basis to re-check before merging"
-            title, message = commit_text(
-                pr, confidence=decision.confidence, tier=decision.tier.value
-            )
-            merged = await request_merge(
-                gh,
-                pr,
-                method=autonomy.merge_method.value,
-                title=title,
-                message=message,
-                acting=acting,
-                basis=basis,
-            )
-            return merged.action, merged.reason
-        case Decision.AUTO_PR:
-            return ActionTaken.LEFT_FOR_HUMAN, "left for a human to merge"
-        case Decision.ESCALATE:
-            # Escalating labels and pings people: not if they asked the bot to keep off since.
-            fresh = await _read_pull(gh, pr.repository, pr.number)
-            config = await acting.config(gh, fresh)
-            cancel = (
-                basis.refusal(labels=fresh.labels, draft=fresh.draft, config=config)
-                if basis is not None
-                else None
-            )
-            if cancel is not None:
-                return ActionTaken.CANCELLED, cancel
-            summary = await escalate(gh, pr, risk=risk, autonomy=config.autonomy, acting=acting)
-            return ActionTaken.ESCALATED, summary
-        case _:
-            assert_never(decision.decision)
-
-
 # ---------------------------------------------------------------------------------- approve button
 
 
 def has_write_access(permission: Mapping[str, Any]) -> bool:
-    """Whether ``GET …/collaborators/{user}/permission`` grants write (admin, maintain, write).
-
-    ``role_name`` is read besides the legacy ``permission`` field, because the legacy field calls
-    ``maintain`` "write" but a custom role would otherwise be missed.
-    """
-    roles = {str(permission.get("permission") or ""), str(permission.get("role_name") or "")}
-    return bool(roles & _WRITE_ROLES)
+    """Whether ``GET …/collaborators/{user}/permission`` grants write (admin, maintain, write)."""
+    held = permission_of(permission)
+    return held is not None and held.satisfies(Permission.WRITE)
 
 
 async def approve_merge(
@@ -748,7 +968,9 @@ async def approve_merge(
         )
         merged = await request_merge(
             gh,
-            pr,
+            repository=pr.repository,
+            pr_number=pr.number,
+            head_sha=reviewed_sha,
             method=autonomy.merge_method.value,
             title=title,
             message=message,
@@ -780,8 +1002,8 @@ async def _why_not_approve(
     refusal = _approval_refusal(pr, approver, reviewed_sha, autonomy)
     if refusal is not None:
         return refusal
-    url = f"/repos/{pr.repository}/collaborators/{approver}/permission"
-    if not has_write_access(await gh.getitem(url)):
+    held = await fetch_permission(gh, pr.repository, approver)
+    if held is None or not held.satisfies(Permission.WRITE):
         return f"approving a merge needs write access to the repository, which `{approver}` lacks"
     return None
 
@@ -878,10 +1100,17 @@ async def open_agent_pr(
         number = int(existing[0]["number"])
         return ActionRecord(ActionTaken.NOTHING, f"#{number} is open for this branch already")
     title, body = agent_pr_text(push)
+
+    async def find() -> Any | None:
+        found = await gh.getitem(f"/repos/{push.repository}/pulls?{query}")
+        return found[0] if found else None
+
     try:
-        created = await gh.post(
+        created = await create(
+            gh,
             f"/repos/{push.repository}/pulls",
-            data={"title": title, "head": push.branch, "base": push.default_branch, "body": body},
+            {"title": title, "head": push.branch, "base": push.default_branch, "body": body},
+            find=find,
         )
     except gidgethub.BadRequest as exc:
         if int(exc.status_code) != 422:

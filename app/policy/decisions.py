@@ -30,6 +30,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.policy.autonomy import AutonomyDecision
 from app.store.db import Database
@@ -54,6 +55,7 @@ CLAIM_SECONDS: Final = 300.0
 class ActionTaken(StrEnum):
     """What the acting stage did about a decision (the ``decisions.action_taken`` column)."""
 
+    PENDING = "pending"  # decided and queued in the outbox, not carried out yet
     MERGED = "merged"
     MERGE_PENDING = "merge_pending"  # waiting for checks or for GitHub's mergeability
     MERGE_DROPPED = "merge_dropped"  # head moved, checks failed, pull request closed
@@ -90,6 +92,7 @@ class MergeIntent:
     status: IntentStatus
     reason: str | None
     basis: str | None = None  # JSON ``DecisionBasis``; None for a merge a person asked for
+    installation_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +176,7 @@ def _intent(row: Any) -> MergeIntent:
         status=IntentStatus(row.status),
         reason=row.reason,
         basis=row.basis,
+        installation_id=row.installation_id,
     )
 
 
@@ -202,6 +206,7 @@ class DecisionStore:
 
     def __init__(self, db: Database, *, claim_seconds: float = CLAIM_SECONDS) -> None:
         self.db = db
+        self.claim_seconds = claim_seconds
         self._claim = timedelta(seconds=claim_seconds)
 
     # ------------------------------------------------------------------------- decisions
@@ -220,28 +225,70 @@ class DecisionStore:
     ) -> int:
         """Store one decision and what was done about it; return the row id."""
         async with self.db.write() as conn:
-            inserted = await conn.execute(
-                decisions.insert()
-                .values(
-                    repository=repository,
-                    pr_number=pr_number,
-                    head_sha=head_sha,
-                    tier=fields.tier,
-                    confidence=fields.confidence,
-                    matrix_decision=fields.matrix_decision,
-                    decision=fields.decision,
-                    guards=fields.guards,
-                    mode=fields.mode,
-                    act=fields.act,
-                    action_taken=action_taken.value,
-                    result=result,
-                    check_run_id=check_run_id,
-                    actor=actor,
-                    created_at=utcnow(),
-                )
-                .returning(decisions.c.id)
+            return await self.record_in(
+                conn,
+                repository=repository,
+                pr_number=pr_number,
+                head_sha=head_sha,
+                fields=fields,
+                action_taken=action_taken,
+                result=result,
+                check_run_id=check_run_id,
+                actor=actor,
             )
-            return int(inserted.scalar_one())
+
+    async def record_in(
+        self,
+        conn: AsyncConnection,
+        *,
+        repository: str,
+        pr_number: int,
+        head_sha: str,
+        fields: DecisionFields,
+        action_taken: ActionTaken,
+        result: str | None,
+        check_run_id: int | None = None,
+        actor: str | None = None,
+    ) -> int:
+        """``record`` inside the caller's transaction (with the review's outcome and its action)."""
+        inserted = await conn.execute(
+            decisions.insert()
+            .values(
+                repository=repository,
+                pr_number=pr_number,
+                head_sha=head_sha,
+                tier=fields.tier,
+                confidence=fields.confidence,
+                matrix_decision=fields.matrix_decision,
+                decision=fields.decision,
+                guards=fields.guards,
+                mode=fields.mode,
+                act=fields.act,
+                action_taken=action_taken.value,
+                result=result,
+                check_run_id=check_run_id,
+                actor=actor,
+                created_at=utcnow(),
+            )
+            .returning(decisions.c.id)
+        )
+        return int(inserted.scalar_one())
+
+    async def update_action(self, decision_id: int, action_taken: ActionTaken, result: str) -> None:
+        """What was finally done about a decision queued as ``pending``."""
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(decisions)
+                .where(decisions.c.id == decision_id)
+                .values(action_taken=action_taken.value, result=result[:4000])
+            )
+
+    async def get(self, decision_id: int) -> DecisionRow | None:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(select(decisions).where(decisions.c.id == decision_id))
+            ).first()
+        return _decision(row) if row is not None else None
 
     async def settle_pending_decision(
         self,
@@ -304,6 +351,7 @@ class DecisionStore:
         commit_message: str,
         requested_by: str | None,
         basis: str | None = None,
+        installation_id: int | None = None,
     ) -> MergeIntent:
         """The intent to merge this head, made ``pending`` again unless it already merged.
 
@@ -323,6 +371,7 @@ class DecisionStore:
                 commit_message=commit_message,
                 requested_by=requested_by,
                 basis=basis,
+                installation_id=installation_id,
                 status=IntentStatus.PENDING.value,
                 recheck=False,
                 created_at=now,
@@ -408,6 +457,50 @@ class DecisionStore:
                 .order_by(merge_intents.c.id)
             )
             return [_intent(r) for r in rows]
+
+    async def release_claims(self) -> int:
+        """Put every intent a worker was merging back to waiting (the SQLite process restarted)."""
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                update(merge_intents)
+                .where(merge_intents.c.status == IntentStatus.MERGING.value)
+                .values(status=IntentStatus.PENDING.value, claimed_until=None, recheck=False)
+            )
+            return int(result.rowcount)
+
+    async def stale_intents(self, *, idle: timedelta, limit: int = 50) -> list[MergeIntent]:
+        """Waiting intents no event has looked at for ``idle``, oldest first (for the timer)."""
+        cutoff = utcnow() - idle
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(merge_intents)
+                .where(
+                    or_(
+                        and_(
+                            merge_intents.c.status == IntentStatus.PENDING.value,
+                            merge_intents.c.updated_at < cutoff,
+                        ),
+                        # A claim whose holder died (another replica, killed mid-merge).
+                        and_(
+                            merge_intents.c.status == IntentStatus.MERGING.value,
+                            merge_intents.c.claimed_until < utcnow(),
+                        ),
+                    ),
+                    merge_intents.c.installation_id.is_not(None),
+                )
+                .order_by(merge_intents.c.updated_at)
+                .limit(limit)
+            )
+            return [_intent(r) for r in rows]
+
+    async def touch_intent(self, intent_id: int) -> None:
+        """Note that the intent was looked at, so the timer waits before looking again."""
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(merge_intents)
+                .where(merge_intents.c.id == intent_id)
+                .values(updated_at=utcnow())
+            )
 
     async def claim(self, intent_id: int) -> bool:
         """Move a pending intent (or one whose claim ran out) to ``merging``; True if we got it."""
@@ -500,6 +593,22 @@ class DecisionStore:
         async with self.db.write() as conn:
             result = await conn.execute(stmt)
             return bool(result.rowcount == 1)
+
+    async def notice_claimed_at(
+        self, repository: str, pr_number: int, head_sha: str, kind: str
+    ) -> datetime | None:
+        """When the notice was claimed, or None if it never was."""
+        async with self.db.read() as conn:
+            return (
+                await conn.execute(
+                    select(pr_notices.c.created_at).where(
+                        pr_notices.c.repository == repository,
+                        pr_notices.c.pr_number == pr_number,
+                        pr_notices.c.head_sha == head_sha,
+                        pr_notices.c.kind == kind[:100],
+                    )
+                )
+            ).scalar_one_or_none()
 
     async def forget_notice(
         self, repository: str, pr_number: int, head_sha: str, kind: str

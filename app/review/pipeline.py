@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -21,8 +22,10 @@ from typing import Any
 
 import gidgethub
 from gidgethub.abc import GitHubAPI
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.gateway import CallMetadata, ReviewCall, Reviewer
+from app.github.writes import create, find_comment, marker
 from app.health import HealthMonitor
 from app.policy.autonomy import AutonomyDecision, Decision, DecisionInput, decide
 from app.policy.carry import Carried, ReviewFacts, Unseen, fold
@@ -53,9 +56,10 @@ from app.review.diff import (
     parse_unified_diff,
     slice_diff,
 )
-from app.review.model import Severity, Verdict
+from app.review.model import ModelReview, Severity, Verdict
 from app.review.prompt import PullRequestInfo, new_nonce, slice_prompt, system_prompt
-from app.review.store import FAILED, PUBLISHED, SKIPPED, SUPERSEDED, ReviewStore
+from app.review.sanitize import clean
+from app.review.store import FAILED, PUBLISHED, SKIPPED, SUPERSEDED, ReviewRow, ReviewStore
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -144,6 +148,8 @@ class ModelRun:
     consensus: Consensus
     calls: tuple[ReviewCall, ...]
     capped: tuple[tuple[str, str], ...]
+    outcomes: tuple[SliceOutcome, ...] = ()
+    resumed: bool = False  # rebuilt from stored answers: no model was called this time
 
     @property
     def input_tokens(self) -> int:
@@ -219,7 +225,14 @@ class Superseded(Exception):
     """A newer head of the PR arrived while this review ran."""
 
 
+class PullGone(Exception):
+    """The pull request (or its repository) no longer exists: nothing to review, nor to retry."""
+
+
 ReviewerSpec = tuple[str, Reviewer, str | None]  # (display name, reviewer, model override)
+#: Writes a published review's decision and queued action in the transaction that marks it
+#: published (``policy.actions.record_decision_in``); returns the decision's id.
+Recorder = Callable[[AsyncConnection, "ReviewOutcome", int | None], Awaitable[int | None]]
 Progress = Callable[[int, int], Awaitable[None]]
 
 
@@ -324,6 +337,7 @@ async def run_models(
         consensus=consensus,
         calls=tuple(call for _, call in results),
         capped=prepared.capped,
+        outcomes=tuple(outcome for outcome, _ in results),
     )
 
 
@@ -429,9 +443,11 @@ class ReviewPipeline:
         load_config: Callable[[GitHubAPI, str, str], Awaitable[Any]],
         quota: QuotaLedger | None = None,
         health: HealthMonitor | None = None,
+        recorder: Recorder | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        self.recorder = recorder
         self.quota = quota
         self.health = health
         self.store = store
@@ -459,7 +475,14 @@ class ReviewPipeline:
         if pr.state != "open":
             return ReviewOutcome(SKIPPED, f"pull request is {pr.state}", pr)
         previous = await self.store.latest_for_head(pr.repository, pr.number, pr.head_sha)
-        if previous is not None and previous.status == PUBLISHED and incremental:
+        # A push is reviewed once per head; and a delivery that is being retried (it crashed
+        # after publishing) must not pay for its review again: its actions are resumed.
+        retried = (
+            delivery_id is not None
+            and previous is not None
+            and (previous.delivery_id == delivery_id)
+        )
+        if previous is not None and previous.status == PUBLISHED and (incremental or retried):
             return ReviewOutcome(SKIPPED, "this head was reviewed already", pr)
 
         ticket = self.coordinator.begin(pr.key, pr.head_sha)
@@ -509,12 +532,22 @@ class ReviewPipeline:
                 pr.head_sha,
                 title="Reviewing with Claude and GPT",
                 summary="Fetching the diff.",
+                external_id=str(row.id),
             )
             await self.store.set_check_run(row.id, check_run_id)
+        elif row.resumed:
+            await publish.update_check_run_progress(
+                gh,
+                pr.repository,
+                check_run_id,
+                title="Reviewing with Claude and GPT",
+                summary="Resuming a review that was interrupted.",
+            )
         try:
             outcome = await self._run_and_publish(
                 gh,
                 pr,
+                row=row,
                 config=config,
                 config_errors=config_errors,
                 ticket=ticket,
@@ -528,11 +561,23 @@ class ReviewPipeline:
             await self._close_superseded(gh, pr, check_run_id)
             await self.store.finish(row.id, status=SUPERSEDED)
             return ReviewOutcome(SUPERSEDED, "a newer push arrived", pr, check_run_id=check_run_id)
-        except Exception:
+        except PullGone as exc:
+            await self._close_failed(gh, pr, check_run_id, exc, retried=False)
+            await self.store.finish(row.id, status=SKIPPED, summary=f"pull request gone: {exc}")
+            return ReviewOutcome(SKIPPED, f"the pull request is gone ({exc})", pr)
+        except Exception as exc:
+            # A check run never stays in progress: it says why, and a retry reuses it.
+            await self._close_failed(gh, pr, check_run_id, exc)
             await self.store.finish(row.id, status=FAILED)
             raise
         run = outcome.run
         facts = outcome.extra.get("facts")
+        recorded: list[int | None] = []
+
+        async def record(conn: AsyncConnection) -> None:
+            if self.recorder is not None and outcome.status == PUBLISHED:
+                recorded.append(await self.recorder(conn, outcome, installation_id))
+
         await self.store.finish(
             row.id,
             status=outcome.status,
@@ -543,7 +588,10 @@ class ReviewPipeline:
             cost_usd=run.cost_usd if run else 0.0,
             summary=outcome.reason or None,
             facts=facts if isinstance(facts, ReviewFacts) else None,
+            also=record,
         )
+        if recorded and recorded[0] is not None:
+            outcome.extra["decision_id"] = recorded[0]
         return outcome
 
     async def _run_and_publish(
@@ -551,6 +599,7 @@ class ReviewPipeline:
         gh: GitHubAPI,
         pr: PullRequest,
         *,
+        row: ReviewRow,
         config: RepoConfig,
         config_errors: str,
         ticket: ReviewTicket,
@@ -565,12 +614,17 @@ class ReviewPipeline:
             if config.review.ignore_globs is not None
             else DEFAULT_IGNORE_GLOBS
         )
-        entries = [
-            e
-            async for e in gh.getiter(
-                f"/repos/{pr.repository}/pulls/{pr.number}/files?per_page=100"
-            )
-        ]
+        try:
+            entries = [
+                e
+                async for e in gh.getiter(
+                    f"/repos/{pr.repository}/pulls/{pr.number}/files?per_page=100"
+                )
+            ]
+        except gidgethub.BadRequest as exc:
+            if int(exc.status_code) in {404, 410}:
+                raise PullGone(f"GitHub answers {int(exc.status_code)} for it") from exc
+            raise
         pr_files = parse_github_files(entries, ignore_globs=ignore)
         line_map = LineMap(pr_files)
         changes = [PathChange(f.path, f.old_path) for f in pr_files]
@@ -606,27 +660,35 @@ class ReviewPipeline:
         specs = reviewer_specs(self.reviewers, config)
         budget = self._budget(config)
         spending: Spending | None = None
-        if self.quota is not None and prepared.prompts:
-            granted = await self._reserve(pr, prepared, specs, budget, metadata)
-            if isinstance(granted, BudgetStop):
-                return await self._publish_budget_stop(gh, pr, check_run_id, granted, metadata)
-            spending = granted
-            specs = spending.specs
-        progress = self._progress_reporter(gh, pr, check_run_id)
-        try:
-            run = await run_models(
-                prepared,
-                reviewers=specs,
-                settings=self.settings,
-                metadata=metadata,
-                ticket=ticket,
-                on_progress=progress,
-                on_call=self._call_hook(spending),
-            )
-        finally:
-            if spending is not None:
-                await spending.settle()
+        run = load_run(row.outcomes, prepared, specs) if row.outcomes else None
+        if run is None:
+            if self.quota is not None and prepared.prompts:
+                granted = await self._reserve(pr, prepared, specs, budget, metadata)
+                if isinstance(granted, BudgetStop):
+                    return await self._publish_budget_stop(gh, pr, check_run_id, granted, metadata)
+                spending = granted
+                specs = spending.specs
+            progress = self._progress_reporter(gh, pr, check_run_id)
+            try:
+                run = await run_models(
+                    prepared,
+                    reviewers=specs,
+                    settings=self.settings,
+                    metadata=metadata,
+                    ticket=ticket,
+                    on_progress=progress,
+                    on_call=self._call_hook(spending),
+                )
+            finally:
+                if spending is not None:
+                    await spending.settle()
+            # Paid for: kept before anything is published, so a retry publishes this instead.
+            await self.store.save_outcomes(row.id, dump_run(run))
         notes = list(spending.plan.notes) if spending is not None else []
+        if run.resumed:
+            notes.append(
+                "Resumed from the answers of an interrupted run; no model was called again."
+            )
         if spending is not None and spending.report.has_budget:
             after = await spending.ledger.spend(pr.repository, pr_number=pr.number, budget=budget)
             notes.append(format_spend_report(after, this_review_usd=run.cost_usd))
@@ -684,6 +746,8 @@ class ReviewPipeline:
             commit_id=pr.head_sha,
             body=body,
             comments=placed.comments,
+            key=str(row.id),
+            check_first=row.resumed,
         )
         await self.store.record_posted(
             pr.repository,
@@ -837,14 +901,18 @@ class ReviewPipeline:
         )
         window = stop.window_key
         if await self.quota.should_notify_exhausted(pr.repository, pr.number, window):
-            await gh.post(
+            tag = marker("budget", f"{window}")
+            await create(
+                gh,
                 f"/repos/{pr.repository}/issues/{pr.number}/comments",
-                data={
+                {
                     "body": (
                         f"aigateway did not review this pull request: {stop.reason}. "
-                        "A push after the budget resets is reviewed as usual.\n\n" + spend
+                        "A push after the budget resets is reviewed as usual.\n\n"
+                        f"{spend}\n\n{tag}"
                     )
                 },
+                find=lambda: find_comment(gh, pr.repository, pr.number, tag),
             )
         return ReviewOutcome(
             SKIPPED, f"budget: {stop.reason}", pr, check_run_id=check_run_id, conclusion="neutral"
@@ -924,6 +992,35 @@ class ReviewPipeline:
                 conclusion="neutral",
                 title="Superseded by a newer push",
                 summary=f"A newer commit was pushed; {pr.head_sha[:12]} was not reviewed to the end.",
+            )
+
+    async def _close_failed(
+        self,
+        gh: GitHubAPI,
+        pr: PullRequest,
+        check_run_id: int,
+        exc: Exception,
+        *,
+        retried: bool = True,
+    ) -> None:
+        why = f"{type(exc).__name__}: {str(exc)[:300]}"
+        then = (
+            "It is tried again automatically and reuses this check run; the models' answers, "
+            "once received, are not paid for twice."
+            if retried
+            else "It is not tried again."
+        )
+        with contextlib.suppress(Exception):
+            await publish.complete_check_run(
+                gh,
+                pr.repository,
+                check_run_id,
+                conclusion="neutral",
+                title="Review interrupted",
+                summary=(
+                    f"The review of {pr.head_sha[:12]} could not be finished: {clean(why)}.\n\n"
+                    + then
+                ),
             )
 
     def _summary(
@@ -1015,6 +1112,83 @@ def _facts(
         escalated=decision.decision is Decision.ESCALATE,
         unseen=unseen,
         full=full,
+    )
+
+
+def dump_run(run: ModelRun) -> str:
+    """The model stage's answers as JSON: what a retry of the same head resumes from."""
+    return json.dumps(
+        {
+            "paths": list(run.slicing.reviewed_paths),
+            "outcomes": [
+                {
+                    "reviewer": o.reviewer,
+                    "slice": o.slice_index,
+                    "review": o.review.model_dump(mode="json") if o.review is not None else None,
+                    "error": o.error,
+                }
+                for o in run.outcomes
+            ],
+            "calls": [
+                {
+                    "provider": c.provider,
+                    "model": c.model,
+                    "error": c.error,
+                    "input_tokens": c.input_tokens,
+                    "output_tokens": c.output_tokens,
+                    "cost_usd": c.cost_usd,
+                    "priced": c.priced,
+                    "log_id": c.log_id,
+                }
+                for c in run.calls
+            ],
+        }
+    )
+
+
+def load_run(text: str, prepared: PreparedReview, specs: Sequence[ReviewerSpec]) -> ModelRun | None:
+    """Rebuild the model stage from ``dump_run``; None when it no longer fits what is reviewed
+    (another set of files or reviewers: then the models are asked again)."""
+    try:
+        data = json.loads(text)
+        if data["paths"] != list(prepared.slicing.reviewed_paths):
+            return None
+        names = [name for name, _, _ in specs]
+        outcomes = tuple(
+            SliceOutcome(
+                str(o["reviewer"]),
+                int(o["slice"]),
+                ModelReview.model_validate(o["review"]) if o["review"] is not None else None,
+                o["error"],
+            )
+            for o in data["outcomes"]
+        )
+        if {o.reviewer for o in outcomes} != set(names):
+            return None
+        calls = tuple(
+            ReviewCall(
+                provider=str(c["provider"]),
+                model=str(c["model"]),
+                review=None,
+                error=c["error"],
+                input_tokens=int(c["input_tokens"]),
+                output_tokens=int(c["output_tokens"]),
+                cost_usd=c["cost_usd"],
+                priced=bool(c["priced"]),
+                log_id=c["log_id"],
+            )
+            for c in data["calls"]
+        )
+    except (ValueError, KeyError, TypeError):
+        log.warning("stored model answers could not be read; asking the models again")
+        return None
+    return ModelRun(
+        slicing=prepared.slicing,
+        consensus=combine(list(outcomes), reviewers=names),
+        calls=calls,
+        capped=prepared.capped,
+        outcomes=outcomes,
+        resumed=True,
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import gidgethub
 from gidgethub.abc import GitHubAPI
 
+from app.github.writes import create, find_review, marker
 from app.review.render import CHECK_NAME, batches
 from app.review.sanitize import GITHUB_BODY_LIMIT, truncate
 
@@ -37,17 +38,40 @@ def _output(title: str, summary: str, text: str | None = None) -> dict[str, Any]
 
 
 async def create_check_run(
-    gh: GitHubAPI, repository: str, head_sha: str, *, title: str, summary: str
+    gh: GitHubAPI,
+    repository: str,
+    head_sha: str,
+    *,
+    title: str,
+    summary: str,
+    external_id: str = "",
 ) -> int:
-    data = await gh.post(
+    """Start the check run; ``external_id`` (the review's id) finds it again after a lost answer."""
+
+    async def find() -> Any | None:
+        if not external_id:
+            return None
+        async for run in gh.getiter(
+            f"/repos/{repository}/commits/{head_sha}/check-runs"
+            f"?check_name={CHECK_NAME}&filter=all&per_page=100",
+            iterable_key="check_runs",
+        ):
+            if run.get("external_id") == external_id:
+                return run
+        return None
+
+    data = await create(
+        gh,
         f"/repos/{repository}/check-runs",
-        data={
+        {
             "name": CHECK_NAME,
             "head_sha": head_sha,
             "status": "in_progress",
             "started_at": _now(),
+            "external_id": external_id,
             "output": _output(title, summary),
         },
+        find=find,
     )
     return int(data["id"])
 
@@ -108,22 +132,36 @@ async def post_review(
     commit_id: str,
     body: str,
     comments: Sequence[dict[str, Any]],
+    key: str = "",
+    check_first: bool = False,
 ) -> tuple[int | None, bool]:
     """Post one ``COMMENT`` review pinned to ``commit_id``; return (review id, inline kept).
 
     A 422 on the inline comments (a line GitHub will not take) is answered by posting the same
     review without them, their text folded into the body: nothing the reviewers found is lost.
+    ``key`` (the review's id) is hidden in the body, so that a lost answer, or a retry of an
+    interrupted run (``check_first``), finds the review on GitHub instead of posting it again.
     """
     url = f"/repos/{repository}/pulls/{pr_number}/reviews"
+    tag = marker("review", key or commit_id)
+
+    async def find() -> Any | None:
+        return await find_review(gh, repository, pr_number, tag)
+
+    if check_first:
+        existing = await find()
+        if existing is not None:
+            log.info("review %s is on GitHub already (review %s)", key, existing.get("id"))
+            return int(existing["id"]), bool(comments)
     payload: dict[str, Any] = {
         "commit_id": commit_id,
         "event": "COMMENT",
-        "body": truncate(body, GITHUB_BODY_LIMIT),
+        "body": truncate(body, GITHUB_BODY_LIMIT - len(tag) - 2) + "\n\n" + tag,
     }
     if comments:
         payload["comments"] = list(comments)
     try:
-        data = await gh.post(url, data=payload)
+        data = await create(gh, url, payload, find=find)
         return int(data["id"]), True
     except gidgethub.BadRequest as exc:
         if int(exc.status_code) != 422 or not comments:
@@ -135,9 +173,11 @@ async def post_review(
     payload = {
         "commit_id": commit_id,
         "event": "COMMENT",
-        "body": truncate(f"{body}\n\n---\n\n{folded}", GITHUB_BODY_LIMIT),
+        "body": truncate(f"{body}\n\n---\n\n{folded}", GITHUB_BODY_LIMIT - len(tag) - 2)
+        + "\n\n"
+        + tag,
     }
-    data = await gh.post(url, data=payload)
+    data = await create(gh, url, payload, find=find)
     return int(data["id"]), False
 
 

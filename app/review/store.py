@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.policy.carry import ReviewFacts
 from app.store.db import Database
@@ -30,9 +31,12 @@ class ReviewRow:
     check_run_id: int | None
     confidence: float | None
     conclusion: str | None
+    outcomes: str | None = None  # the model answers of an interrupted run, to resume from
+    delivery_id: str | None = None
+    resumed: bool = False  # an earlier attempt at this head stopped before publishing
 
 
-def _row(r: Any) -> ReviewRow:
+def _row(r: Any, *, resumed: bool = False) -> ReviewRow:
     return ReviewRow(
         id=r.id,
         repository=r.repository,
@@ -42,6 +46,9 @@ def _row(r: Any) -> ReviewRow:
         check_run_id=r.check_run_id,
         confidence=r.confidence,
         conclusion=r.conclusion,
+        outcomes=r.outcomes,
+        delivery_id=r.delivery_id,
+        resumed=resumed,
     )
 
 
@@ -59,7 +66,12 @@ class ReviewStore:
         delivery_id: str | None,
         incremental_from: str | None,
     ) -> ReviewRow:
-        """A new running review, or the unfinished one a crashed attempt left for this head."""
+        """A new running review, or the unfinished one an earlier attempt left for this head.
+
+        An attempt that crashed (``running``) or failed (``failed``) is resumed, not repeated: its
+        check run and any model answers it stored are reused, so a retry neither opens a second
+        check run nor pays for the models again.
+        """
         async with self.db.write() as conn:
             existing = (
                 await conn.execute(
@@ -68,19 +80,23 @@ class ReviewStore:
                         reviews.c.repository == repository,
                         reviews.c.pr_number == pr_number,
                         reviews.c.head_sha == head_sha,
-                        reviews.c.status == RUNNING,
                     )
                     .order_by(reviews.c.id.desc())
                     .limit(1)
                 )
             ).first()
-            if existing is not None:
+            if existing is not None and existing.status in {RUNNING, FAILED}:
                 await conn.execute(
                     update(reviews)
                     .where(reviews.c.id == existing.id)
-                    .values(delivery_id=delivery_id, incremental_from=incremental_from)
+                    .values(
+                        status=RUNNING,
+                        delivery_id=delivery_id,
+                        incremental_from=incremental_from,
+                        finished_at=None,
+                    )
                 )
-                return _row(existing)
+                return _row(existing, resumed=True)
             result = await conn.execute(
                 reviews.insert()
                 .values(
@@ -100,6 +116,13 @@ class ReviewStore:
             )
             return _row(result.one())
 
+    async def save_outcomes(self, review_id: int, outcomes: str) -> None:
+        """The model answers, kept before anything is published (see ``start``)."""
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(reviews).where(reviews.c.id == review_id).values(outcomes=outcomes)
+            )
+
     async def set_check_run(self, review_id: int, check_run_id: int) -> None:
         async with self.db.write() as conn:
             await conn.execute(
@@ -118,7 +141,9 @@ class ReviewStore:
         cost_usd: float = 0.0,
         summary: str | None = None,
         facts: ReviewFacts | None = None,
+        also: Callable[[AsyncConnection], Awaitable[object]] | None = None,
     ) -> None:
+        """End the review; ``also`` writes what follows from it in the same transaction."""
         async with self.db.write() as conn:
             await conn.execute(
                 update(reviews)
@@ -135,6 +160,8 @@ class ReviewStore:
                     finished_at=utcnow(),
                 )
             )
+            if also is not None:
+                await also(conn)
 
     async def last_published(self, repository: str, pr_number: int) -> ReviewRow | None:
         async with self.db.read() as conn:

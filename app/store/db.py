@@ -27,8 +27,8 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.intake.sqlite_writer import SQLiteWriter, WalCheckpointer
 from app.store.engine import create_engine
-from app.store.sqlite_writer import SQLiteWriter, WalCheckpointer
 
 Insert = postgresql.Insert | sqlite.Insert
 T = TypeVar("T")

@@ -3,7 +3,7 @@
 SQLite is the zero-setup default for one process. WAL lets the webhook view append deliveries
 while workers read; ``synchronous=NORMAL`` in WAL mode still survives a process crash (only an OS
 crash can lose the last commits), which is the failure the queue's leases are built for. The
-pragmas, and why checkpoints run in the background, are in ``sqlite_writer``.
+pragmas, and why checkpoints run in the background, are in ``app.intake.sqlite_writer``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from app.store.sqlite_writer import configure_sqlite_connection
+from app.intake.sqlite_writer import configure_sqlite_connection
 
 
 def create_engine(database_url: str) -> AsyncEngine:

@@ -530,6 +530,7 @@ class _Fault:
     times: int
     headers: dict[str, str]
     body: Any
+    applied: bool = False  # the request takes effect, then the answer fails
 
 
 @dataclass
@@ -709,6 +710,9 @@ class FakeGitHub:
 
         self._public_key: str | None = None
         self._faults: list[_Fault] = []
+        self._holds: list[_Delay] = []
+        self.held: list[str] = []  # requests applied whose answers are being held
+        self._released = asyncio.Event()
         self._delays: list[_Delay] = []
         self._extra_routes: list[Route] = []
         self._ids = 1000
@@ -1106,11 +1110,37 @@ class FakeGitHub:
         times: int = 1,
         headers: Mapping[str, str] | None = None,
         body: Any = None,
+        applied: bool = False,
     ) -> None:
-        """The next ``times`` requests matching (``re.search`` on the path) get ``status``."""
+        """The next ``times`` requests matching (``re.search`` on the path) get ``status``.
+
+        ``applied``: the request takes effect first and only its answer fails, as when GitHub
+        times out after doing the work; ``status`` 0 then drops the connection instead.
+        """
         self._faults.append(
-            _Fault(method.upper(), re.compile(path_regex), status, times, dict(headers or {}), body)
+            _Fault(
+                method.upper(),
+                re.compile(path_regex),
+                status,
+                times,
+                dict(headers or {}),
+                body,
+                applied,
+            )
         )
+
+    def hold_after_applying(self, method: str, path_regex: str, seconds: float) -> None:
+        """The next matching request takes effect at once, but its answer waits ``seconds``:
+        the moment between GitHub doing the work and the client hearing of it."""
+        self._holds.append(_Delay(method.upper(), re.compile(path_regex), seconds, 1))
+
+    def release_holds(self) -> None:
+        """Let every held answer go (its client may be gone: it was killed meanwhile)."""
+        self._released.set()
+
+    def clear_faults(self) -> None:
+        """Forget every fault still waiting to happen: GitHub is back."""
+        self._faults.clear()
 
     def rate_limit_next(
         self,
@@ -1301,7 +1331,14 @@ class FakeGitHub:
         try:
             await self._apply_delay(method, path)
             fault = self._take_fault(method, path)
-            if fault is not None:
+            if fault is not None and fault.applied:
+                # GitHub did the work, but the answer is lost: a 5xx, or (status 0) a reset.
+                self._authenticate(ctx, found)
+                await found.handler(self, ctx)
+                if fault.status == 0 and request.transport is not None:
+                    request.transport.close()
+                response = self._fault_response(fault)
+            elif fault is not None:
                 response = self._fault_response(fault)
             else:
                 if bad_json:
@@ -1309,6 +1346,7 @@ class FakeGitHub:
                 self._authenticate(ctx, found)
                 response = await found.handler(self, ctx)
                 self._check_response(recorded, found, response)
+                await self._apply_hold(method, path)
         except GitHubError as error:
             response = self._error_response(error)
         self._common_headers(response)
@@ -1344,6 +1382,15 @@ class FakeGitHub:
                 await asyncio.sleep(item.seconds)
                 return
 
+    async def _apply_hold(self, method: str, path: str) -> None:
+        for item in self._holds:
+            if item.method in {method, "*"} and item.pattern.search(path) and (item.times or 0) > 0:
+                item.times = (item.times or 0) - 1
+                self.held.append(f"{method} {path}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._released.wait(), item.seconds)
+                return
+
     def _take_fault(self, method: str, path: str) -> _Fault | None:
         for fault in self._faults:
             if fault.times > 0 and fault.method in {method, "*"} and fault.pattern.search(path):
@@ -1352,6 +1399,8 @@ class FakeGitHub:
         return None
 
     def _fault_response(self, fault: _Fault) -> web.Response:
+        if fault.status == 0:
+            return web.Response(status=502)  # never read: the connection is closed
         body = fault.body
         if body is None:
             body = GitHubError(fault.status).body()

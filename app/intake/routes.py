@@ -1,7 +1,7 @@
 """Which deliveries some handler wants, as plain data.
 
 Intake stores a delivery nobody handles as already done, so that no worker claims it. It decides
-that in the intake process (``app.store.intake_process``), which does not import the handlers.
+that in the intake process (``app.intake.process``), which does not import the handlers.
 gidgethub's ``Router`` can only be asked which callbacks an event gets; ``RecordingRouter``
 notes every route as it is added, and ``RouteTable`` answers the same question from those notes
 with the same rules as ``Router.fetch``: a route without a data detail takes every delivery of its

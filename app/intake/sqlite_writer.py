@@ -4,7 +4,7 @@
 on its own thread: ``BEGIN IMMEDIATE``, the statements, ``COMMIT``, and back, instead of the
 several thread hops and per-value type processing of SQLAlchemy's async adapter. Batches of
 deliveries stored outside the webhook (``DeliveryQueue.insert_batch``) take this path; the
-webhook's own intake runs in the intake process (``app.intake_process``). Every connection gets
+webhook's own intake runs in the intake process (``app.intake.process``). Every connection gets
 the same pragmas as the engine's.
 
 Checkpoints: by default SQLite copies the WAL back into the database inside whichever commit
@@ -12,7 +12,7 @@ crosses 1000 pages, and that commit then waits for two ``fsync`` calls while eve
 batch waits for it. Every connection here turns the automatic checkpoint off
 (``configure_sqlite_connection``) and ``WalCheckpointer`` runs a ``PASSIVE`` checkpoint on its own
 connection and thread after this process's writes, which never blocks a writer. The intake
-process checkpoints its own writes, between batches (see ``app.intake_process``). Durability is
+process checkpoints its own writes, between batches (see ``app.intake.process``). Durability is
 unchanged: with ``synchronous=NORMAL`` a commit is safe against a process crash once it is in
 the WAL.
 """

@@ -1,6 +1,6 @@
 """Intake rows in plain ``sqlite3``: the one statement that stores a batch of deliveries.
 
-Used where SQLAlchemy is not: in the intake writer process (``intake_process``) and on the
+Used where SQLAlchemy is not: in the intake process (``app.intake.process``) and on the
 writer's thread (``DeliveryQueue.insert_batch``). Kept free of SQLAlchemy and the rest of the
 app, so that the process imports in milliseconds.
 """

@@ -3,11 +3,11 @@
 Two intakes with one interface, ``accept``:
 
 - ``ProcessIntake`` on a SQLite file: each request goes to the intake process
-  (``app.intake_process``), which verifies, decodes and stores batches of them and sends back
+  (``app.intake.process``), which verifies, decodes and stores batches of them and sends back
   each request's answer. While requests are in flight it holds the SQLite write lock, so the
   workers' writes wait for the gap after a burst. Deliveries are durable once stored, so the
   workers lose nothing by waiting, and intake never waits behind a worker's transaction.
-- ``InProcessIntake`` elsewhere (PostgreSQL): the same checks (``webhook.examine``) in this
+- ``InProcessIntake`` elsewhere (PostgreSQL): the same checks (``verify.examine``) in this
   process, and group commit through SQLAlchemy (``queue.IntakeWriter``).
 
 Either way a request is answered only after its delivery is committed, and a redelivery (the
@@ -25,9 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from app.github.routes import RouteTable
-from app.github.webhook import DELIVERY_HEADERS, Answer, examine
-from app.intake_process import (
+from app.intake.process import (
     NOT_STORED,
     IntakeProcess,
     Request,
@@ -36,6 +34,8 @@ from app.intake_process import (
     not_stored,
     stored,
 )
+from app.intake.routes import RouteTable
+from app.intake.verify import DELIVERY_HEADERS, Answer, examine
 from app.queue import DeliveryQueue, IntakeWriter
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ one per request of the batch. The process starts with an empty environment, igno
 SIGTERM (the server stops it by closing the pipe, after the last answer) and ends when the
 pipe closes, which includes the server being killed.
 
-Run by the server as ``python -m app.intake_process PATH [--uri]``.
+Run by the server as ``python -m app.intake.process PATH [--uri]``.
 """
 
 from __future__ import annotations
@@ -44,10 +44,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from app.github.routes import Routes, RouteTable
-from app.github.webhook import Answer, ToStore, examine
-from app.store.intake_rows import store_deliveries
-from app.store.sqlite_writer import configure_sqlite_connection
+from app.intake.routes import Routes, RouteTable
+from app.intake.rows import store_deliveries
+from app.intake.sqlite_writer import configure_sqlite_connection
+from app.intake.verify import Answer, ToStore, examine
 
 _LENGTH = struct.Struct("<I")
 READ_SIZE = 1 << 20
@@ -68,7 +68,7 @@ CHECKPOINT_BYTES = 1 << 20
 CHECKPOINT_IDLE_SECONDS = 0.2
 NOT_STORED = "the delivery could not be stored; GitHub will let you redeliver it"
 # Where ``app`` is imported from, for the process to import the same code.
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 # What a request gets: (HTTP status, response body, event, PR key, PR head, queued for a
 # worker, error for the log). Event and PR key are set for deliveries that were stored.
@@ -300,7 +300,7 @@ class IntakeProcess:
         loop = asyncio.get_running_loop()
         self._exited_event = asyncio.Event()
         self._ready = loop.create_future()
-        args = [sys.executable, "-m", "app.intake_process", self._path]
+        args = [sys.executable, "-m", "app.intake.process", self._path]
         if self._uri:
             args.append("--uri")
         transport, _ = await loop.subprocess_exec(
@@ -375,7 +375,7 @@ class IntakeProcess:
 
 def main(argv: list[str]) -> int:
     if not argv or len(argv) > 2 or (len(argv) == 2 and argv[1] != "--uri"):
-        print("usage: python -m app.intake_process PATH [--uri]", file=sys.stderr)
+        print("usage: python -m app.intake.process PATH [--uri]", file=sys.stderr)
         return 2
     return serve(argv[0], uri=len(argv) == 2)
 
