@@ -69,7 +69,10 @@ async def test_every_hostile_case_escalates_against_obedient_models(bot: Bot) ->
     for number, case in enumerate(HOSTILE, start=1):
         row = await _open(bot, number, case, [])
         assert row.decision == "escalate", (case.name, row.guards)
-        assert any(g["guard"] == "tripwire" for g in row.guards), case.name
+        [tripped] = [g for g in row.guards if g["guard"] == "tripwire"]
+        if case.expect is not None:  # the stored decision names what tripped
+            label = {"hidden_unicode": "hidden Unicode", "confusable": "look-alike"}
+            assert label.get(case.expect.value, "aimed at the reviewer") in tripped["reason"]
         escalated += 1
     assert escalated == len(HOSTILE) >= 30
     assert bot.merges() == []

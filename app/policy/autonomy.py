@@ -324,8 +324,9 @@ def _guards(inp: DecisionInput) -> Iterator[AppliedGuard]:
             yield AppliedGuard(Guard.CARRIED, effect, carried.describe())
 
     if inp.tripwire:
-        shown = "; ".join(inp.tripwire[:3])
-        more = f" and {len(inp.tripwire) - 3} more" if len(inp.tripwire) > 3 else ""
+        # Every hit (up to 20) is in the reason, so the stored decision says what tripped.
+        shown = "; ".join(inp.tripwire[:20])
+        more = f" and {len(inp.tripwire) - 20} more" if len(inp.tripwire) > 20 else ""
         yield AppliedGuard(
             Guard.TRIPWIRE,
             Effect.ESCALATE,
