@@ -13,6 +13,7 @@ from typing import Any
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
+from app.commands import handler as commands
 from app.handlers import checks, installation, pull_request, push, reviews
 from app.handlers.context import HandlerContext
 from app.intake.routes import RecordingRouter
@@ -27,6 +28,7 @@ ROUTERS: list[routing.Router] = [
     checks.router,
     push.router,
     reviews.router,
+    commands.router,
 ]
 
 

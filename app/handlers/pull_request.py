@@ -8,6 +8,7 @@ from typing import Any
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
+from app.commands.state import CommandState
 from app.config_loader import ConfigLoader
 from app.handlers.context import HandlerContext
 from app.policy.actions import Acting, act_on_review, send_pending
@@ -42,9 +43,16 @@ async def repo_config(
 
 
 async def review_and_act(
-    gh: GitHubAPI, pr: PullRequest, *, ctx: HandlerContext, incremental: bool
+    gh: GitHubAPI,
+    pr: PullRequest,
+    *,
+    ctx: HandlerContext,
+    incremental: bool,
+    include_drafts: bool = False,
 ) -> ReviewOutcome | None:
     """Review ``pr`` and, once the review is published, carry out its decision.
+
+    ``include_drafts`` reviews a draft too (a person asked for this review by hand).
 
     Returns None when no review can run at all (no model gateway configured); that is reported
     on the commit as a neutral check run instead.
@@ -64,6 +72,7 @@ async def review_and_act(
         installation_id=ctx.installation_id,
         delivery_id=ctx.delivery_id,
         incremental=incremental,
+        include_drafts=include_drafts,
     )
     ctx.log.info(
         "review of %s at %s: %s%s",
@@ -102,6 +111,9 @@ async def on_pull_request(
         ctx.log.warning("pull_request delivery without an installation; ignored")
         return
     pr = PullRequest.from_api(data["pull_request"])
+    if await CommandState(ctx.services.db).is_paused(pr.repository, pr.number):
+        ctx.log.info("automatic reviews of %s are paused (/pause); not reviewed", pr.key)
+        return
     await review_and_act(gh, pr, ctx=ctx, incremental=data.get("action") == "synchronize")
 
 

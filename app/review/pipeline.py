@@ -465,12 +465,14 @@ class ReviewPipeline:
         delivery_id: str | None,
         incremental: bool,
         tightened: bool = False,
+        include_drafts: bool = False,
     ) -> ReviewOutcome:
+        """``include_drafts``: a person asked for this review, so a draft is reviewed too."""
         config_result = await self._load_config(gh, pr.repository, pr.default_branch)
         config: RepoConfig = config_result.config
         if not config.review.enabled:
             return ReviewOutcome(SKIPPED, "reviews are disabled in the repository config", pr)
-        if pr.draft and not config.review.drafts:
+        if pr.draft and not (config.review.drafts or include_drafts):
             return ReviewOutcome(SKIPPED, "draft pull request", pr)
         if pr.state != "open":
             return ReviewOutcome(SKIPPED, f"pull request is {pr.state}", pr)

@@ -285,3 +285,27 @@ Index(
     unique=True,
 )
 Index("ix_actions_status_due", actions.c.status, actions.c.next_attempt_at)
+
+# Slash-commands (``app/commands``): each command line of a comment runs once, however often its
+# delivery is redelivered or retried; the row is claimed before the command runs.
+command_runs = Table(
+    "command_runs",
+    metadata,
+    Column("comment_id", BigInteger, primary_key=True),
+    Column("line", Integer, primary_key=True),
+    Column("repository", String(300), nullable=False),
+    Column("pr_number", Integer, nullable=False),
+    Column("command", String(40), nullable=False),
+    Column("requested_by", String(100), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# Pull requests whose automatic reviews a person paused with ``/pause`` (``/resume`` deletes the row).
+paused_pulls = Table(
+    "paused_pulls",
+    metadata,
+    Column("repository", String(300), primary_key=True),
+    Column("pr_number", Integer, primary_key=True),
+    Column("paused_by", String(100), nullable=False),
+    Column("paused_at", UTCDateTime(), nullable=False),
+)

@@ -1,0 +1,95 @@
+"""The commands that only read: ``quota``, ``config``, ``report``, and the ones not built yet.
+
+They cost nothing and change nothing, so anyone who can comment may run them
+(``commands.permissions``). What they show is what the bot itself acts on: the budgets after the
+operator's ceilings, and the configuration after merging the owner's defaults and dropping
+invalid keys, each value with where it came from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any, Final
+
+from app.commands.invocation import Invocation, Outcome
+from app.quota import QuotaLedger, format_spend_report
+from app.repo_config import QuotaConfig, RepoConfig, apply_operator_ceilings
+from app.review.sanitize import clean, truncate
+from app.settings import Settings
+
+__all__ = ["config", "effective_budget", "not_yet", "quota", "report"]
+
+#: The longest value shown in the config table; longer ones end in an ellipsis.
+MAX_VALUE_CHARS: Final = 80
+
+
+def effective_budget(settings: Settings, repo: RepoConfig) -> QuotaConfig:
+    """The budgets reviews of this repository are held to (as ``ReviewPipeline`` holds them)."""
+    return apply_operator_ceilings(
+        repo.quota,
+        daily_max=settings.quota_daily_max_usd,
+        weekly_max=settings.quota_weekly_max_usd,
+        per_pr_max=settings.quota_per_pr_max_usd,
+        daily_default=settings.quota_daily_default_usd,
+        weekly_default=settings.quota_weekly_default_usd,
+        per_pr_default=settings.quota_per_pr_default_usd,
+    )
+
+
+async def quota(inv: Invocation) -> Outcome:
+    services = inv.ctx.services
+    pipeline = services.pipeline
+    ledger = pipeline.quota if pipeline is not None and pipeline.quota is not None else None
+    ledger = ledger or QuotaLedger(services.db)
+    budget = effective_budget(services.settings, inv.config)
+    spend = await ledger.spend(inv.pr.repository, pr_number=inv.pr.number, budget=budget)
+    return Outcome(True, format_spend_report(spend))
+
+
+def _leaves(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from _leaves(value, path + ".")
+        else:
+            yield path, value
+
+
+def _cell(value: Any) -> str:
+    """A value as inline code that survives a table row (pipes, backticks, newlines)."""
+    text = truncate(json.dumps(value, ensure_ascii=False), MAX_VALUE_CHARS, note="…")
+    text = clean(text).replace("\n", " ").replace("|", "\\|").replace("`", "'")
+    return f"`{text}`"
+
+
+def config_table(inv: Invocation) -> str:
+    """Every effective setting, its value and its origin (default, org or repo)."""
+    origins = inv.loaded.origins
+    rows = [
+        f"| `{key}` | {_cell(value)} | {origins.get(key, 'default')} |"
+        for key, value in _leaves(inv.config.model_dump(mode="json"))
+    ]
+    lines = ["| setting | value | from |", "|---|---|---|", *rows]
+    if inv.loaded.errors:
+        lines += ["", f"{len(inv.loaded.errors)} problem(s) in the configuration files:", ""]
+        lines += [f"- {clean(str(error))}" for error in inv.loaded.errors[:20]]
+    return "\n".join(lines)
+
+
+async def config(inv: Invocation) -> Outcome:
+    return Outcome(True, "The effective configuration:\n\n" + config_table(inv))
+
+
+async def report(inv: Invocation) -> Outcome:
+    return Outcome(
+        False,
+        "The feedback report (what happened to the changes the bot let through) is not "
+        "available yet; it comes with a later release.",
+    )
+
+
+async def not_yet(inv: Invocation) -> Outcome:
+    return Outcome(
+        False, f"`{inv.command.name}` is not available yet; it comes with a later release."
+    )

@@ -1,0 +1,90 @@
+"""What commands remember: which command lines ran, and which pull requests are paused.
+
+A command line is claimed before it runs (an ``INSERT`` that does nothing on conflict), so a
+redelivered or retried delivery of the same comment finds the claim and runs nothing twice. A
+command that fails gives its claim back, so the queue's retry of the delivery runs it again.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+
+from app.store.db import Database
+from app.store.tables import command_runs, paused_pulls
+from app.store.types import utcnow
+
+__all__ = ["CommandState"]
+
+
+class CommandState:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def claim_run(
+        self,
+        *,
+        comment_id: int,
+        line: int,
+        repository: str,
+        pr_number: int,
+        command: str,
+        requested_by: str,
+    ) -> bool:
+        """True the first time this (comment, line) is seen: the caller runs the command."""
+        statement = (
+            self.db.insert(command_runs)
+            .values(
+                comment_id=comment_id,
+                line=line,
+                repository=repository,
+                pr_number=pr_number,
+                command=command[:40],
+                requested_by=requested_by[:100],
+                created_at=utcnow(),
+            )
+            .on_conflict_do_nothing()
+        )
+        async with self.db.write() as conn:
+            result = await conn.execute(statement)
+            return bool(result.rowcount == 1)
+
+    async def release_run(self, comment_id: int, line: int) -> None:
+        """Give a claim back: the command failed before it finished."""
+        async with self.db.write() as conn:
+            await conn.execute(
+                delete(command_runs).where(
+                    command_runs.c.comment_id == comment_id, command_runs.c.line == line
+                )
+            )
+
+    async def pause(self, repository: str, pr_number: int, *, by: str) -> bool:
+        """Stop automatic reviews of the pull request; False when they were stopped already."""
+        statement = (
+            self.db.insert(paused_pulls)
+            .values(repository=repository, pr_number=pr_number, paused_by=by, paused_at=utcnow())
+            .on_conflict_do_nothing()
+        )
+        async with self.db.write() as conn:
+            return bool((await conn.execute(statement)).rowcount == 1)
+
+    async def resume(self, repository: str, pr_number: int) -> bool:
+        """Restart automatic reviews; False when they were not paused."""
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                delete(paused_pulls).where(
+                    paused_pulls.c.repository == repository, paused_pulls.c.pr_number == pr_number
+                )
+            )
+            return bool(result.rowcount == 1)
+
+    async def is_paused(self, repository: str, pr_number: int) -> bool:
+        async with self.db.read() as conn:
+            found = (
+                await conn.execute(
+                    select(paused_pulls.c.pr_number).where(
+                        paused_pulls.c.repository == repository,
+                        paused_pulls.c.pr_number == pr_number,
+                    )
+                )
+            ).first()
+        return found is not None
