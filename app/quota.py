@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import (
     ColumnElement,
@@ -81,11 +81,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.gateway.clients import CallMetadata, ReviewCall
 from app.gateway.pricing import PRICES, ModelPrice, max_cost
-from app.repo_config import OnExhausted, QuotaConfig
+from app.repo_config import OnExhausted, QuotaConfig, RepoConfig, apply_operator_ceilings
 from app.review.tokens import estimate_tokens
 from app.store.db import Database
 from app.store.tables import ledger, quota_budgets, quota_notices, reservations
 from app.store.types import utcnow
+
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 __all__ = [
     "DEFAULT_LADDERS",
@@ -1030,3 +1033,17 @@ def format_spend_report(report: SpendReport, *, this_review_usd: float | None = 
     if not report.has_budget:
         lines += ["", "No budget is set for this repository."]
     return "\n".join(lines)
+
+
+def repository_budget(settings: Settings, config: RepoConfig) -> QuotaConfig:
+    """The budgets a repository's reviews are held to: its own, else the operator's defaults,
+    never above the operator's ceilings (reviews, commands and reports all read it here)."""
+    return apply_operator_ceilings(
+        config.quota,
+        daily_max=settings.quota_daily_max_usd,
+        weekly_max=settings.quota_weekly_max_usd,
+        per_pr_max=settings.quota_per_pr_max_usd,
+        daily_default=settings.quota_daily_default_usd,
+        weekly_default=settings.quota_weekly_default_usd,
+        per_pr_default=settings.quota_per_pr_default_usd,
+    )

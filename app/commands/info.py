@@ -13,28 +13,13 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 from app.commands.invocation import Invocation, Outcome
-from app.quota import QuotaLedger, format_spend_report
-from app.repo_config import QuotaConfig, RepoConfig, apply_operator_ceilings
+from app.quota import QuotaLedger, format_spend_report, repository_budget
 from app.review.sanitize import clean, truncate
-from app.settings import Settings
 
-__all__ = ["config", "effective_budget", "not_yet", "quota", "report"]
+__all__ = ["config", "not_yet", "quota", "report"]
 
 #: The longest value shown in the config table; longer ones end in an ellipsis.
 MAX_VALUE_CHARS: Final = 80
-
-
-def effective_budget(settings: Settings, repo: RepoConfig) -> QuotaConfig:
-    """The budgets reviews of this repository are held to (as ``ReviewPipeline`` holds them)."""
-    return apply_operator_ceilings(
-        repo.quota,
-        daily_max=settings.quota_daily_max_usd,
-        weekly_max=settings.quota_weekly_max_usd,
-        per_pr_max=settings.quota_per_pr_max_usd,
-        daily_default=settings.quota_daily_default_usd,
-        weekly_default=settings.quota_weekly_default_usd,
-        per_pr_default=settings.quota_per_pr_default_usd,
-    )
 
 
 async def quota(inv: Invocation) -> Outcome:
@@ -42,7 +27,7 @@ async def quota(inv: Invocation) -> Outcome:
     pipeline = services.pipeline
     ledger = pipeline.quota if pipeline is not None and pipeline.quota is not None else None
     ledger = ledger or QuotaLedger(services.db)
-    budget = effective_budget(services.settings, inv.config)
+    budget = repository_budget(services.settings, inv.config)
     spend = await ledger.spend(inv.pr.repository, pr_number=inv.pr.number, budget=budget)
     return Outcome(True, format_spend_report(spend))
 

@@ -42,8 +42,9 @@ from app.quota import (
     estimate_call_cost,
     format_spend_report,
     plan_models,
+    repository_budget,
 )
-from app.repo_config import QuotaConfig, RepoConfig, apply_operator_ceilings, format_errors_markdown
+from app.repo_config import QuotaConfig, RepoConfig, format_errors_markdown
 from app.review import publish, render
 from app.review.consensus import Consensus, SliceOutcome, combine
 from app.review.coordinator import ReviewCoordinator, ReviewTicket
@@ -809,16 +810,7 @@ class ReviewPipeline:
         return on_call
 
     def _budget(self, config: RepoConfig) -> QuotaConfig:
-        s = self.settings
-        return apply_operator_ceilings(
-            config.quota,
-            daily_max=s.quota_daily_max_usd,
-            weekly_max=s.quota_weekly_max_usd,
-            per_pr_max=s.quota_per_pr_max_usd,
-            daily_default=s.quota_daily_default_usd,
-            weekly_default=s.quota_weekly_default_usd,
-            per_pr_default=s.quota_per_pr_default_usd,
-        )
+        return repository_budget(self.settings, config)
 
     async def _reserve(
         self,
