@@ -13,6 +13,7 @@ import pytest
 
 from app.commands.parse import parse_commands
 from app.commands.state import CommandState
+from app.policy.decisions import DecisionStore
 from tests.e2e_bot import ACT_CONFIG, REPO, Bot
 from tests.fakes.github import Pull, fake_sha
 from tests.fakes.webhooks import issue_comment_payload, pull_request_payload
@@ -333,6 +334,10 @@ async def test_merge_merges_the_reviewed_head(bot: Bot) -> None:
     [reply] = _replies(bot)
     assert f"Merged the reviewed commit `{pull.head_sha[:12]}`" in reply
     assert _reactions(bot, comment) == ["eyes", "rocket"]
+    # The person's decision is stored as theirs, beside the bot's own.
+    rows = await DecisionStore(bot.services.db).decisions_for(REPO, 1)
+    assert [(r.actor, r.action_taken) for r in rows][-1] == (MAINTAINER, "merged")
+    assert rows[-1].head_sha == pull.head_sha
 
 
 async def test_merge_is_refused_when_the_head_moved_since_the_review(bot: Bot) -> None:

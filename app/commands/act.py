@@ -12,8 +12,8 @@ against before it happens). Otherwise it waits for green checks as a merge inten
 from __future__ import annotations
 
 from app.commands.invocation import Invocation, Outcome
-from app.policy.actions import commit_text, escalate, request_merge
-from app.policy.decisions import ActionTaken, DecisionStore
+from app.policy.actions import commit_text, escalate, record_human_action, request_merge
+from app.policy.decisions import ActionTaken, DecisionFields, DecisionStore
 from app.policy.recheck import human_merge_refusal
 from app.policy.risk import PathChange, classify_paths
 from app.repo_config import RepoConfig
@@ -79,6 +79,7 @@ async def merge(inv: Invocation) -> Outcome:
         tier=decided[-1].tier if decided else None,
         approved_by=inv.requester,
     )
+    acting = acting_for(inv.ctx)
     outcome = await request_merge(
         inv.gh,
         repository=pr.repository,
@@ -87,10 +88,26 @@ async def merge(inv: Invocation) -> Outcome:
         method=inv.config.autonomy.merge_method.value,
         title=title,
         message=message,
-        acting=acting_for(inv.ctx),
+        acting=acting,
         basis=None,
         requested_by=inv.requester,
         installation_id=inv.ctx.installation_id,
+    )
+    await record_human_action(
+        acting,
+        repository=pr.repository,
+        pr_number=pr.number,
+        head_sha=reviewed.head_sha,
+        fields=(
+            DecisionFields.copy_of(decided[-1])
+            if decided
+            else DecisionFields(
+                None, None, None, "auto_pr", "[]", inv.config.autonomy.mode.value, False
+            )
+        ),
+        action=outcome.action,
+        result=outcome.reason,
+        actor=inv.requester,
     )
     sha = f"`{reviewed.head_sha[:12]}`"
     match outcome.action:

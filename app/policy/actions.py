@@ -979,20 +979,48 @@ async def approve_merge(
             requested_by=approver,
         )
         action, result = merged.action, merged.reason
-    decision_id = await acting.store.record(
+    decision_id = await record_human_action(
+        acting,
         repository=repository,
         pr_number=pr_number,
         head_sha=reviewed_sha,
         fields=fields,
+        action=action,
+        result=result,
+        actor=approver,
+        check_run_id=check_run_id,
+    )
+    acting.log.info("approve_merge by %s on %s#%d: %s", approver, repository, pr_number, result)
+    return ActionRecord(action, result, decision_id)
+
+
+async def record_human_action(
+    acting: Acting,
+    *,
+    repository: str,
+    pr_number: int,
+    head_sha: str,
+    fields: DecisionFields,
+    action: ActionTaken,
+    result: str,
+    actor: str,
+    check_run_id: int | None = None,
+) -> int:
+    """Store what a person had the bot do (a button, a command), with their login as ``actor``,
+    so the feedback loop tells the bot's decisions from people's."""
+    decision_id = await acting.store.record(
+        repository=repository,
+        pr_number=pr_number,
+        head_sha=head_sha,
+        fields=fields,
         action_taken=action,
         result=result,
         check_run_id=check_run_id,
-        actor=approver,
+        actor=actor,
     )
     if action is ActionTaken.MERGE_PENDING:
-        await _catch_up(acting, repository, pr_number, reviewed_sha)
-    acting.log.info("approve_merge by %s on %s#%d: %s", approver, repository, pr_number, result)
-    return ActionRecord(action, result, decision_id)
+        await _catch_up(acting, repository, pr_number, head_sha)
+    return decision_id
 
 
 async def _why_not_approve(
