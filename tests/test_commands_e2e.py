@@ -18,6 +18,14 @@ from tests.e2e_bot import ACT_CONFIG, REPO, Bot
 from tests.fakes.github import Pull, fake_sha
 from tests.fakes.webhooks import issue_comment_payload, pull_request_payload
 
+
+@pytest.fixture
+def db_url(sqlite_url: str) -> str:
+    """SQLite only: the commands' storage is tested on both databases in test_commands_state.py,
+    and this module's end-to-end matrix is long."""
+    return sqlite_url
+
+
 MAINTAINER = "maintainer"
 BOT = "aigateway[bot]"
 
