@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from app.queue import DONE, FAILED, Delivery
 from app.server import SERVICES, create_app
@@ -23,12 +22,11 @@ from tests.conftest import WEBHOOK_SECRET, SettingsFactory
 from tests.fakes.gateway import FakeGateway
 from tests.fakes.github import FakeGitHub, Pull
 from tests.fakes.webhooks import pull_request_payload, signed_delivery
+from tests.harness import REPO, ClientFactory, ServerFactory
 
-REPO = "octo/demo"
+__all__ = ["ACT_CONFIG", "REPO", "Bot", "bot", "bot_settings"]
+
 ACT_CONFIG = "version: 1\nautonomy:\n  mode: act\n"
-
-ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
-ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 
 
 @dataclass

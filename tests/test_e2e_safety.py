@@ -142,6 +142,18 @@ def _blocker() -> Finding:
     )
 
 
+async def _blocked_pull(bot: Bot) -> Any:
+    """A docs PR in act mode, owned by docs-owner, on which Claude raised a blocker."""
+    bot.github.set_file(REPO, ".github/aigateway.yml", ACT_CONFIG)
+    bot.github.set_file(REPO, ".github/CODEOWNERS", "/docs/ @docs-owner\n")
+    bot.gateway.anthropic.set_review(
+        verdict="request_changes", confidence=0.9, findings=[_blocker()]
+    )
+    pull = bot.github.add_pull(REPO, 1, files=[_patch("docs/guide.md")])
+    await bot.open_pull(pull)
+    return pull
+
+
 async def _push(bot: Bot, old_sha: str, new_sha: str, line: str) -> None:
     files = [_patch("docs/guide.md", line)]
     bot.github.move_head(REPO, 1, new_sha, files=files)
@@ -209,13 +221,7 @@ async def test_a_full_re_review_clears_what_was_carried(bot: Bot) -> None:
 
 
 async def test_a_code_owner_approval_clears_what_was_carried(bot: Bot) -> None:
-    bot.github.set_file(REPO, ".github/aigateway.yml", ACT_CONFIG)
-    bot.github.set_file(REPO, ".github/CODEOWNERS", "/docs/ @docs-owner\n")
-    bot.gateway.anthropic.set_review(
-        verdict="request_changes", confidence=0.9, findings=[_blocker()]
-    )
-    pull = bot.github.add_pull(REPO, 1, files=[_patch("docs/guide.md")])
-    await bot.open_pull(pull)
+    pull = await _blocked_pull(bot)
     head_a = pull.head_sha
 
     # Someone who owns nothing approves: nothing changes.
@@ -237,13 +243,7 @@ async def test_a_code_owner_approval_clears_what_was_carried(bot: Bot) -> None:
 
 
 async def test_an_approval_by_someone_who_owns_nothing_clears_nothing(bot: Bot) -> None:
-    bot.github.set_file(REPO, ".github/aigateway.yml", ACT_CONFIG)
-    bot.github.set_file(REPO, ".github/CODEOWNERS", "/docs/ @docs-owner\n")
-    bot.gateway.anthropic.set_review(
-        verdict="request_changes", confidence=0.9, findings=[_blocker()]
-    )
-    pull = bot.github.add_pull(REPO, 1, files=[_patch("docs/guide.md")])
-    await bot.open_pull(pull)
+    pull = await _blocked_pull(bot)
     await bot.deliver(
         "pull_request_review",
         pull_request_review_payload(
