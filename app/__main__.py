@@ -10,9 +10,11 @@ import argparse
 import asyncio
 import gc
 import json
+import re
 import sys
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -434,6 +436,48 @@ def cmd_quota(args: argparse.Namespace) -> int:
     return _run(run)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """The feedback report for one repository: outcomes per (tier, decision) and calibration."""
+    from app.feedback.registry import FeedbackStore
+    from app.feedback.report import build_report, text_table
+    from app.store import migrate
+    from app.store.db import Database
+    from app.store.types import utcnow
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", args.repo):
+        print(f"--repo must be owner/name, not {args.repo!r}", file=sys.stderr)
+        return 2
+    since: datetime | None = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since)
+        except ValueError:
+            print(f"--since must be a date (YYYY-MM-DD), not {args.since!r}", file=sys.stderr)
+            return 2
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+    settings = _load_settings()
+
+    async def run() -> int:
+        db = Database.from_url(settings.database_url)
+        try:
+            await migrate.upgrade(db.engine)
+            store = FeedbackStore(db)
+            records = await store.records(args.repo, since=since)
+            report = build_report(args.repo, records, at=utcnow(), since=since)
+            if args.json:
+                print(json.dumps(report.to_json(), indent=2))
+            elif not report.rows:
+                print(f"no registered changes for {args.repo}" + (" since then" if since else ""))
+            else:
+                print(text_table(report))
+            return 0
+        finally:
+            await db.dispose()
+
+    return _run(run)
+
+
 def cmd_actions(args: argparse.Namespace) -> int:
     """List the outbox's actions that failed for good, or queue one again."""
     from app.policy.outbox import Outbox
@@ -579,6 +623,12 @@ def build_parser() -> argparse.ArgumentParser:
     qt = sub.add_parser("quota", help="spend against each budget, per repository")
     qt.add_argument("--repo", default=None, help="owner/name; all repositories when omitted")
     qt.set_defaults(func=cmd_quota)
+
+    fb = sub.add_parser("report", help="what became of the changes the bot decided on")
+    fb.add_argument("--repo", required=True, help="owner/name")
+    fb.add_argument("--since", default=None, help="only changes decided since this date")
+    fb.add_argument("--json", action="store_true")
+    fb.set_defaults(func=cmd_report)
 
     ac = sub.add_parser("actions", help="actions (merge, escalate) that failed for good")
     ac.add_argument("verb", nargs="?", choices=["retry"], help="retry ID: queue one again")

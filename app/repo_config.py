@@ -58,6 +58,7 @@ __all__ = [
     "ConfigError",
     "ConfigResult",
     "EscalationConfig",
+    "FeedbackConfig",
     "MergeMethod",
     "ModelOverrides",
     "OnExhausted",
@@ -330,6 +331,34 @@ class QuotaConfig(_Section):
     on_exhausted: OnExhausted = OnExhausted.DOWNGRADE
 
 
+class FeedbackConfig(_Section):
+    window_days: int = Field(
+        default=14,
+        ge=1,
+        le=90,
+        description="Days after a merge during which reverts, broken CI and fixes count.",
+    )
+    tighten_lookback: int = Field(
+        default=20,
+        ge=1,
+        le=500,
+        description="How many recent would-be automatic merges the tightening looks at.",
+    )
+    tighten_bad_rate: float = Field(
+        default=0.10,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Step autonomy down when more than this share of them went wrong.",
+    )
+    relax_after: int = Field(
+        default=20,
+        ge=1,
+        le=500,
+        description="Clean outcomes in a row after which a tightened repository steps back.",
+    )
+
+
 class RepoConfig(_Section):
     """The whole file. ``RepoConfig()`` is the built-in default configuration."""
 
@@ -348,6 +377,7 @@ class RepoConfig(_Section):
     autonomy: AutonomyConfig = AutonomyConfig()
     commands: CommandsConfig = CommandsConfig()
     quota: QuotaConfig = QuotaConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
 
 
 # ---------------------------------------------------------------------------------- results

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import __version__
 from app.config_loader import ConfigLoader
+from app.feedback.registry import FeedbackStore
 from app.gateway import GatewayConfigError, build_reviewers
 from app.github.auth import AppAuth
 from app.handlers import Dispatcher, build_router
@@ -189,6 +190,7 @@ def _build_review_stack(services: Services) -> None:
         quota=QuotaLedger(services.db),
         health=services.health,
         recorder=functools.partial(_record_decision, services),
+        feedback=FeedbackStore(services.db),
     )
 
 

@@ -84,7 +84,8 @@ async def test_help_lists_every_command_for_anyone(bot: Bot) -> None:
     [reply] = _replies(bot)
     for name in ("review", "pause", "resume", "escalate", "merge", "quota", "config"):
         assert f"- `{name}`:" in reply
-    assert "`ask`: ask the reviewers a question about this change (coming soon)" in reply
+    ask = "- `ask`: both reviewers answer a question about this change's diff (`ask <question>`)"
+    assert f"{ask} (needs `write`)" in reply.splitlines()  # available: no "(coming soon)"
     assert _reactions(bot, comment) == ["eyes", "rocket"]
     assert _model_calls(bot) == 0
 
@@ -173,18 +174,6 @@ async def test_config_shows_each_value_and_where_it_came_from(bot: Bot) -> None:
     [reply] = _replies(bot)
     assert '| `autonomy.mode` | `"act"` | repo |' in reply
     assert '| `commands.min_permission` | `"write"` | default |' in reply
-
-
-@pytest.mark.parametrize("command", ["report", "ask why?", "fix it"])
-async def test_commands_not_built_yet_say_so(bot: Bot, command: str) -> None:
-    _pull(bot)
-    bot.github.set_permission(REPO, MAINTAINER, "write")
-    comment = await _comment(bot, f"/{command}")
-
-    [reply] = _replies(bot)
-    assert "not available yet" in reply
-    assert _reactions(bot, comment) == ["eyes", "confused"]
-    assert _model_calls(bot) == 0
 
 
 # ---------------------------------------------------------------------------------- permissions

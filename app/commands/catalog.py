@@ -1,8 +1,4 @@
-"""Every command: its one-line help and what runs it. The table ``help`` and the handler read.
-
-Commands not built yet (``ask``, ``fix``) are listed as coming, so the help says what to expect
-and a person who tries one is told so rather than met with silence.
-"""
+"""Every command: its one-line help and what runs it. The table ``help`` and the handler read."""
 
 from __future__ import annotations
 
@@ -10,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from app.commands import act, info, review
+from app.commands import act, ask, feedback, info, review
+from app.commands.fix import fix
 from app.commands.invocation import Invocation, Outcome, Runner
 from app.commands.parse import CommandName
 from app.commands.permissions import required_permission
@@ -23,7 +20,6 @@ __all__ = ["CATALOG", "Entry", "help_text", "unknown_text"]
 class Entry:
     summary: str
     runner: Runner
-    available: bool = True
 
 
 async def _help(inv: Invocation) -> Outcome:
@@ -49,30 +45,35 @@ CATALOG: Final[Mapping[CommandName, Entry]] = {
     CommandName.CONFIG: Entry(
         "show the effective configuration and where each value came from", info.config
     ),
-    CommandName.REPORT: Entry("the feedback report", info.report, available=False),
-    CommandName.ASK: Entry(
-        "ask the reviewers a question about this change", info.not_yet, available=False
+    CommandName.REPORT: Entry(
+        "what became of the changes the bot decided on, and how well its confidence predicted it",
+        feedback.report,
     ),
-    CommandName.FIX: Entry("have a fix proposed for a finding", info.not_yet, available=False),
+    CommandName.AUTONOMY: Entry(
+        "`autonomy reset`: lift the feedback loop's tightening of this repository",
+        feedback.autonomy,
+    ),
+    CommandName.ASK: Entry(
+        "both reviewers answer a question about this change's diff (`ask <question>`)", ask.ask
+    ),
+    CommandName.FIX: Entry(
+        "open a pull request into this branch that commits the last review's suggestions", fix
+    ),
 }
 
 
 def help_text(slug: str, config: CommandsConfig) -> str:
-    """One line per command, with who may run it; coming commands last."""
+    """One line per command, with who may run it."""
     how = f"`@{slug} <command>`" + (" or `/<command>`" if config.short_form else "")
     lines = [f"Write {how} on a line of its own in a pull request comment:", ""]
-    for available in (True, False):
-        for name, entry in CATALOG.items():
-            if entry.available is not available:
-                continue
-            needed = required_permission(name, config)
-            who = f"needs `{needed.value}`" if needed is not None else "anyone"
-            soon = " (coming soon)" if not available else ""
-            lines.append(f"- `{name.value}`: {entry.summary}{soon} ({who})")
+    for name, entry in CATALOG.items():
+        needed = required_permission(name, config)
+        who = f"needs `{needed.value}`" if needed is not None else "anyone"
+        lines.append(f"- `{name.value}`: {entry.summary} ({who})")
     return "\n".join(lines)
 
 
 def unknown_text(word: str) -> str:
     """The reply to a word that is no command: the ones that are."""
-    names = ", ".join(f"`{name.value}`" for name, e in CATALOG.items() if e.available)
+    names = ", ".join(f"`{name.value}`" for name in CATALOG)
     return f"Unknown command `{word}`. The commands are: {names}. Ask for `help` for details."

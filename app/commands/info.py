@@ -1,4 +1,4 @@
-"""The commands that only read: ``quota``, ``config``, ``report``, and the ones not built yet.
+"""The commands that only read the settings and the ledger: ``quota`` and ``config``.
 
 They cost nothing and change nothing, so anyone who can comment may run them
 (``commands.permissions``). What they show is what the bot itself acts on: the budgets after the
@@ -16,7 +16,7 @@ from app.commands.invocation import Invocation, Outcome
 from app.quota import QuotaLedger, format_spend_report, repository_budget
 from app.review.sanitize import clean, truncate
 
-__all__ = ["config", "not_yet", "quota", "report"]
+__all__ = ["config", "quota"]
 
 #: The longest value shown in the config table; longer ones end in an ellipsis.
 MAX_VALUE_CHARS: Final = 80
@@ -64,17 +64,3 @@ def config_table(inv: Invocation) -> str:
 
 async def config(inv: Invocation) -> Outcome:
     return Outcome(True, "The effective configuration:\n\n" + config_table(inv))
-
-
-async def report(inv: Invocation) -> Outcome:
-    return Outcome(
-        False,
-        "The feedback report (what happened to the changes the bot let through) is not "
-        "available yet; it comes with a later release.",
-    )
-
-
-async def not_yet(inv: Invocation) -> Outcome:
-    return Outcome(
-        False, f"`{inv.command.name}` is not available yet; it comes with a later release."
-    )

@@ -32,6 +32,7 @@ class CommandName(StrEnum):
     QUOTA = "quota"
     CONFIG = "config"
     REPORT = "report"
+    AUTONOMY = "autonomy"
 
 
 class Form(StrEnum):

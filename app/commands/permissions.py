@@ -5,7 +5,8 @@ Commands that spend money or change the repository need ``commands.min_permissio
 pull request's author once the bot escalated it, because an escalation is the bot asking someone
 *other* than the author to look. Commands that only read (``help``, ``quota``, ``config``,
 ``report``) are open to anyone who can comment: they cost nothing and reveal nothing a reader
-of the repository could not see.
+of the repository could not see. ``autonomy reset`` needs ``admin``: it loosens what the bot
+may do.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class Asker:
 def required_permission(name: CommandName, config: CommandsConfig) -> Permission | None:
     """The least permission ``name`` needs; None when anyone who can comment may run it."""
     match name:
+        case CommandName.AUTONOMY:
+            return Permission.ADMIN
         case CommandName.MERGE:
             return max(config.min_permission, Permission.WRITE, key=lambda p: p.rank)
         case (

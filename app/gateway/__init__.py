@@ -6,6 +6,7 @@ across reviews (one HTTP client and connection pool per provider) and closes it 
     clients = build_reviewers(settings)
     claude, gpt = clients.reviewers
     call = await claude.review(system=..., prompt=..., metadata=CallMetadata(...))
+    said = await claude.answer(system=..., prompt=..., metadata=...)  # free text (``ask``)
     ...
     await clients.aclose()
 
@@ -23,6 +24,7 @@ from typing import Any
 
 from app.gateway.anthropic_adapter import AnthropicReviewer
 from app.gateway.clients import (
+    AnswerCall,
     CallFailure,
     CallMetadata,
     Clock,
@@ -48,6 +50,7 @@ from app.settings import Settings
 
 __all__ = [
     "PRICES",
+    "AnswerCall",
     "AnthropicReviewer",
     "CallFailure",
     "CallMetadata",

@@ -20,6 +20,8 @@ How the SDK is used:
   ``DeprecationWarning`` on every call for deprecated models (``claude-sonnet-4-5`` among them),
   which a test run with warnings as errors cannot survive; the deprecation is logged here once
   instead. The response is read with small local models of the wire format.
+- A free-text request (``answer()``, for the ``ask`` command) offers no tool; its answer is the
+  text blocks of the reply, joined.
 - ``temperature`` was removed from the 2.x SDK's signature and is rejected by models after the
   4.6 generation; it is sent in the body only to models that accept it.
 """
@@ -141,16 +143,23 @@ class AnthropicReviewer(StructuredReviewer):
         await self._http.aclose()
 
     def _body(
-        self, *, system: str, messages: list[dict[str, Any]], model: str, max_tokens: int
+        self,
+        *,
+        system: str,
+        messages: list[dict[str, Any]],
+        model: str,
+        max_tokens: int,
+        free_text: bool = False,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": model,
             "max_tokens": max_tokens,
             "system": system,
             "messages": messages,
-            "tools": [self._tool],
-            "tool_choice": {"type": "tool", "name": SUBMIT_TOOL},
         }
+        if not free_text:
+            body["tools"] = [self._tool]
+            body["tool_choice"] = {"type": "tool", "name": SUBMIT_TOOL}
         if self._temperature is not None and accepts_temperature(model):
             body["temperature"] = self._temperature
         return body
@@ -163,6 +172,7 @@ class AnthropicReviewer(StructuredReviewer):
         model: str,
         max_tokens: int,
         metadata: CallMetadata,
+        free_text: bool = False,
     ) -> Turn:
         if model in _DEPRECATED_MODELS and model not in _warned_deprecated:
             _warned_deprecated.add(model)
@@ -176,7 +186,11 @@ class AnthropicReviewer(StructuredReviewer):
                 "/v1/messages",
                 cast_to=httpx2.Response,
                 body=self._body(
-                    system=system, messages=messages, model=model, max_tokens=max_tokens
+                    system=system,
+                    messages=messages,
+                    model=model,
+                    max_tokens=max_tokens,
+                    free_text=free_text,
                 ),
                 options={
                     "headers": {
@@ -193,9 +207,9 @@ class AnthropicReviewer(StructuredReviewer):
             raise CallFailure("timeout", True) from None
         except anthropic.APIConnectionError:
             raise CallFailure("connection error", True) from None
-        return self._turn(response)
+        return self._turn(response, free_text=free_text)
 
-    def _turn(self, response: httpx2.Response) -> Turn:
+    def _turn(self, response: httpx2.Response, *, free_text: bool = False) -> Turn:
         log_id = response.headers.get("cf-aig-log-id")
         try:
             message = _Message.model_validate_json(response.content)
@@ -209,6 +223,11 @@ class AnthropicReviewer(StructuredReviewer):
         ]
         if message.stop_reason == "refusal":
             return Turn(usage=usage, log_id=log_id, refused=True, assistant=assistant)
+        if free_text:
+            text = "".join(b.text for b in message.content if b.type == "text" and b.text)
+            return Turn(
+                usage=usage, log_id=log_id, text=text, cut_off=message.stop_reason == "max_tokens"
+            )
         for block in message.content:
             if block.type == "tool_use" and block.name == SUBMIT_TOOL:
                 if isinstance(block.input, Mapping):

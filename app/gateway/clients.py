@@ -18,6 +18,11 @@ validate), and each round is one HTTP request retried on its own:
 
 The SDKs' own retries are off (``max_retries=0``) so that this loop is the only one, with an
 injectable ``sleep`` and ``clock`` (tests assert the waits without waiting).
+
+``Reviewer.answer(...)`` is the free-text shape of the same call (the ``ask`` command): the
+request carries no tool and no response format, the answer is the model's prose, and there is
+one round (nothing to validate, so nothing to repair). It goes through the same client, URLs,
+headers, metadata, retries and pricing as ``review()`` and returns an :class:`AnswerCall`.
 """
 
 from __future__ import annotations
@@ -145,8 +150,41 @@ class ReviewCall:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class AnswerCall:
+    """The outcome of one ``answer()``: the model's text, or None and a short ``error``.
+
+    ``error`` takes the values of :attr:`ReviewCall.error` (``"invalid output after repair"``
+    aside: there is no repair round), plus ``"empty answer"``. ``cut_off`` is True when the
+    model stopped at the output token limit (the text is then incomplete). Tokens, cost,
+    ``log_id`` and ``detail`` mean what they mean on :class:`ReviewCall`.
+    """
+
+    provider: str
+    model: str
+    text: str | None
+    error: str | None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
+    cost_usd: float | None = None
+    priced: bool = True
+    log_id: str | None = None
+    log_ids: tuple[str, ...] = ()
+    latency_s: float = 0.0
+    attempts: int = 0
+    cut_off: bool = False
+    status: int | None = None
+    detail: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.text is not None
+
+
 class Reviewer(Protocol):
-    """One model provider, as the review pipeline sees it."""
+    """One model provider, as the review pipeline (and the ``ask`` command) sees it."""
 
     @property
     def provider(self) -> str: ...
@@ -163,6 +201,16 @@ class Reviewer(Protocol):
         max_tokens: int | None = None,
         model: str | None = None,
     ) -> ReviewCall: ...
+
+    async def answer(
+        self,
+        *,
+        system: str,
+        prompt: str,
+        metadata: CallMetadata,
+        max_tokens: int | None = None,
+        model: str | None = None,
+    ) -> AnswerCall: ...
 
     async def aclose(self) -> None: ...
 
@@ -234,7 +282,8 @@ class Turn:
 
     ``output`` is the structured answer (the tool input, or the parsed JSON content) when there
     is one; otherwise ``problem`` says why not. ``assistant`` is the provider-specific message to
-    send back in a repair round.
+    send back in a repair round. A free-text request fills ``text`` instead of ``output``, and
+    ``cut_off`` when the model stopped at the output token limit.
     """
 
     usage: Usage
@@ -243,6 +292,8 @@ class Turn:
     problem: str | None = None
     refused: bool = False
     assistant: Any = None
+    text: str | None = None
+    cut_off: bool = False
 
 
 # --------------------------------------------------------------------------- helpers
@@ -403,8 +454,12 @@ class StructuredReviewer(ABC):
         model: str,
         max_tokens: int,
         metadata: CallMetadata,
+        free_text: bool = False,
     ) -> Turn:
-        """Send one request; return the answer as a :class:`Turn` or raise :class:`CallFailure`."""
+        """Send one request; return the answer as a :class:`Turn` or raise :class:`CallFailure`.
+
+        ``free_text``: ask for prose (no tool, no response format) and fill ``Turn.text``.
+        """
 
     @abstractmethod
     def _repair_messages(
@@ -495,6 +550,66 @@ class StructuredReviewer(ABC):
                 repaired = True
         return result(None, "invalid output after repair")
 
+    async def answer(
+        self,
+        *,
+        system: str,
+        prompt: str,
+        metadata: CallMetadata,
+        max_tokens: int | None = None,
+        model: str | None = None,
+    ) -> AnswerCall:
+        """Ask for free text: one round through the same retries; failures are values."""
+        model_name = model or self._model
+        started = time.perf_counter()
+        tally = _Tally()
+        text: str | None = None
+        error: str | None = None
+        failure: CallFailure | None = None
+        cut_off = False
+        try:
+            turn = await self._with_retries(
+                system=system,
+                messages=[{"role": "user", "content": prompt}],
+                model=model_name,
+                max_tokens=max_tokens or self._max_tokens,
+                metadata=metadata,
+                tally=tally,
+                budget_start=self._retry.clock(),
+                free_text=True,
+            )
+        except CallFailure as exc:
+            self._log_failure(model_name, metadata, exc, tally)
+            failure, error = exc, exc.reason
+        else:
+            cut_off = turn.cut_off
+            if turn.refused:
+                error = "refused"
+            elif turn.text is None or not turn.text.strip():
+                error = "empty answer"
+            else:
+                text = turn.text
+        cost = compute_cost(model_name, tally.usage, self._prices)
+        return AnswerCall(
+            provider=self.provider,
+            model=model_name,
+            text=text,
+            error=error,
+            input_tokens=tally.usage.input_tokens,
+            output_tokens=tally.usage.output_tokens,
+            cached_input_tokens=tally.usage.cached_input_tokens,
+            cache_write_input_tokens=tally.usage.cache_write_input_tokens,
+            cost_usd=cost.usd,
+            priced=cost.priced,
+            log_id=tally.log_ids[-1] if tally.log_ids else None,
+            log_ids=tuple(tally.log_ids),
+            latency_s=time.perf_counter() - started,
+            attempts=tally.attempts,
+            cut_off=cut_off,
+            status=failure.status if failure else None,
+            detail=failure.detail if failure else None,
+        )
+
     async def _with_retries(
         self,
         *,
@@ -505,6 +620,7 @@ class StructuredReviewer(ABC):
         metadata: CallMetadata,
         tally: _Tally,
         budget_start: float,
+        free_text: bool = False,
     ) -> Turn:
         policy = self._retry
         retries = 0
@@ -518,6 +634,7 @@ class StructuredReviewer(ABC):
                         model=model,
                         max_tokens=max_tokens,
                         metadata=metadata,
+                        free_text=free_text,
                     )
             except TimeoutError:
                 failure = CallFailure("timeout", retryable=True)

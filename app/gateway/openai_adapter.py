@@ -20,6 +20,9 @@ given :data:`~app.gateway.urls.BYOK_PLACEHOLDER` so that it constructs, every ca
 
 ``temperature`` is not sent to reasoning models (``o1``/``o3``/``o4``, ``gpt-5`` and later, but
 not the ``-chat`` variants), which reject any value but the default.
+
+A free-text request (``answer()``, for the ``ask`` command) sends no ``response_format``; its
+answer is ``choices[0].message.content`` as it is.
 """
 
 from __future__ import annotations
@@ -145,6 +148,7 @@ class OpenAIReviewer(StructuredReviewer):
         model: str,
         max_tokens: int,
         metadata: CallMetadata,
+        free_text: bool = False,
     ) -> Turn:
         conversation = cast(
             "list[ChatCompletionMessageParam]",
@@ -161,7 +165,7 @@ class OpenAIReviewer(StructuredReviewer):
                 model=model,
                 messages=conversation,
                 max_completion_tokens=max_tokens,
-                response_format=self._response_format,
+                response_format=openai.omit if free_text else self._response_format,
                 temperature=temperature,
                 extra_headers=headers,
             )
@@ -179,17 +183,21 @@ class OpenAIReviewer(StructuredReviewer):
             raise CallFailure("invalid response", False, log_id=None) from None
         if not isinstance(completion, ChatCompletion) or not completion.choices:
             raise CallFailure("invalid response", False, log_id=log_id)
-        return self._turn(completion, log_id)
+        return self._turn(completion, log_id, free_text=free_text)
 
-    def _turn(self, completion: ChatCompletion, log_id: str | None) -> Turn:
+    def _turn(
+        self, completion: ChatCompletion, log_id: str | None, *, free_text: bool = False
+    ) -> Turn:
         usage = usage_of(completion)
         choice = completion.choices[0]
         message = choice.message
         if message.refusal:
             return Turn(usage=usage, log_id=log_id, refused=True)
         content = message.content or ""
-        assistant = {"role": "assistant", "content": content}
         cut_off = choice.finish_reason == "length"
+        if free_text:
+            return Turn(usage=usage, log_id=log_id, text=content, cut_off=cut_off)
+        assistant = {"role": "assistant", "content": content}
         try:
             data = json.loads(content)
         except json.JSONDecodeError as exc:

@@ -14,6 +14,7 @@ from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
 from app.commands import handler as commands
+from app.feedback import handlers as feedback
 from app.handlers import checks, installation, pull_request, push, reviews
 from app.handlers.context import HandlerContext
 from app.intake.routes import RecordingRouter
@@ -29,6 +30,7 @@ ROUTERS: list[routing.Router] = [
     push.router,
     reviews.router,
     commands.router,
+    feedback.router,
 ]
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final, Protocol, assert_never
@@ -39,9 +39,10 @@ from pathspec import GitIgnoreSpec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.config_loader import ConfigLoader, fetch_text_file
+from app.feedback.registry import FeedbackStore
 from app.github.auth import AppIdentity
 from app.github.writes import LOST, create, find_comment, marker
-from app.policy.autonomy import AutonomyDecision, Decision
+from app.policy.autonomy import AutonomyDecision, Decision, decide
 from app.policy.codeowners import CODEOWNERS_PATHS, CodeOwners, Owners, parse_codeowners
 from app.policy.codeowners import select_reviewers as choose_reviewers
 from app.policy.decisions import (
@@ -703,7 +704,31 @@ async def record_decision_in(
             installation_id=installation_id,
             payload=_payload(kind, outcome),
         )
+    # Every decision is a registered change, in the same transaction: none is ever missing.
+    await FeedbackStore(store.db).register_in(
+        conn,
+        repository=pr.repository,
+        pr_number=pr.number,
+        head_sha=pr.head_sha,
+        decision_id=decision_id,
+        tier=decision.tier.value,
+        confidence=decision.confidence,
+        decision=decision.decision.value,
+        untightened_decision=_untightened(decision, outcome.basis).value,
+        acted=decision.act,
+    )
     return decision_id
+
+
+def _untightened(decision: AutonomyDecision, basis: DecisionBasis | None) -> Decision:
+    """The decision as it would be without the feedback loop's tightening.
+
+    The feedback loop steps back after clean outcomes of *would-be* automatic merges; judged
+    on the tightened decisions it could never see one, and a tightened repository would stay so.
+    """
+    if basis is None or not basis.inp.tightened:
+        return decision.decision
+    return decide(replace(basis.inp, tightened=False)).decision
 
 
 def _payload(kind: ActionKind, outcome: ReviewOutcome) -> dict[str, Any]:

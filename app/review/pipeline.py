@@ -24,7 +24,10 @@ import gidgethub
 from gidgethub.abc import GitHubAPI
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.gateway import CallMetadata, ReviewCall, Reviewer
+from app.feedback.registry import FeedbackStore
+from app.feedback.report import build_report, summary_line
+from app.feedback.tightening import Rules
+from app.gateway import AnswerCall, CallMetadata, ReviewCall, Reviewer
 from app.github.writes import create, find_comment, marker
 from app.health import HealthMonitor
 from app.policy.autonomy import AutonomyDecision, Decision, DecisionInput, decide
@@ -62,6 +65,7 @@ from app.review.prompt import PullRequestInfo, new_nonce, slice_prompt, system_p
 from app.review.sanitize import clean
 from app.review.store import FAILED, PUBLISHED, SKIPPED, SUPERSEDED, ReviewRow, ReviewStore
 from app.settings import Settings
+from app.store.types import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -409,6 +413,29 @@ def _path_instructions(config: RepoConfig, paths: Sequence[str]) -> list[str]:
     return chosen
 
 
+def ignore_globs(config: RepoConfig) -> Sequence[str]:
+    """The paths no model is shown: the repository's globs, or the defaults when it sets none."""
+    globs = config.review.ignore_globs
+    return globs if globs is not None else DEFAULT_IGNORE_GLOBS
+
+
+async def fetch_files(gh: GitHubAPI, pr: PullRequest, ignore: Sequence[str]) -> list[FileDiff]:
+    """The pull request's changed files, parsed (every page, fetched once); ``PullGone`` when
+    GitHub no longer has the pull request. Reviews and the ``ask`` command see the same files."""
+    try:
+        entries = [
+            e
+            async for e in gh.getiter(
+                f"/repos/{pr.repository}/pulls/{pr.number}/files?per_page=100"
+            )
+        ]
+    except gidgethub.BadRequest as exc:
+        if int(exc.status_code) in {404, 410}:
+            raise PullGone(f"GitHub answers {int(exc.status_code)} for it") from exc
+        raise
+    return parse_github_files(entries, ignore_globs=ignore)
+
+
 def reviewer_specs(reviewers: Sequence[Reviewer], config: RepoConfig) -> list[ReviewerSpec]:
     overrides = {"anthropic": config.review.models.anthropic, "openai": config.review.models.openai}
     return [
@@ -433,6 +460,93 @@ def conclusion_for(
     return "success"
 
 
+async def reserve_review(
+    ledger: QuotaLedger,
+    settings: Settings,
+    *,
+    repository: str,
+    pr_number: int | None,
+    prepared: PreparedReview,
+    specs: Sequence[ReviewerSpec],
+    budget: QuotaConfig,
+    metadata: CallMetadata,
+) -> Spending | BudgetStop:
+    """Pick the models the budget allows and hold their maximum cost before any call.
+
+    The review's own budget step, public for the service API's reviews (``app.api.review``),
+    which are held to the same budgets; ``pr_number`` None for a diff with no pull request.
+    """
+    report = await ledger.spend(repository, pr_number=pr_number, budget=budget)
+    by_provider = {r.provider: (name, r, model) for name, r, model in specs}
+    wanted = {p: model or r.model for p, (_, r, model) in by_provider.items()}
+    text = prepared.prompt_text()
+    max_out = settings.model_max_output_tokens
+
+    def estimate(model: str) -> float | None:
+        return estimate_call_cost(model, prompt_text=text, max_output_tokens=max_out)
+
+    plan = plan_models(
+        wanted=wanted,
+        estimate=estimate,
+        remaining=report.remaining_usd,
+        on_exhausted=budget.on_exhausted,
+        ladders={
+            "anthropic": settings.model_ladder_anthropic,
+            "openai": settings.model_ladder_openai,
+        },
+        limiting=report.limiting_label,
+    )
+    if plan.skip:
+        return BudgetStop(
+            reason=plan.skip_reason or "budget exhausted",
+            report=report,
+            refusal=None,
+            wanted=wanted,
+        )
+    amount = plan.estimated_usd or 0.0
+    granted = await ledger.reserve(
+        repository=repository, pr_number=pr_number, amount_usd=amount, budget=budget
+    )
+    if isinstance(granted, Refusal):
+        return BudgetStop(reason=granted.message, report=report, refusal=granted, wanted=wanted)
+    chosen = [
+        (name, reviewer, plan.models.get(provider, model))
+        for provider, (name, reviewer, model) in by_provider.items()
+    ]
+    return Spending(ledger, granted, plan, report, chosen, metadata)
+
+
+async def tripwire_hits(
+    gh: GitHubAPI, pr: PullRequest, files: Sequence[FileDiff], config: RepoConfig
+) -> tuple[TripwireHit, ...]:
+    """The tripwire over the whole PR (every push: it is cheap and sees what the models see).
+
+    Commit messages are read from GitHub; they are text the models never receive but a
+    human reads as the change's story, so they are scanned as well.
+    """
+    settings = config.review.tripwire
+    if not settings.enabled:
+        return ()
+    commits = [
+        (str(c.get("sha", "")), str((c.get("commit") or {}).get("message") or ""))
+        async for c in gh.getiter(f"/repos/{pr.repository}/pulls/{pr.number}/commits?per_page=100")
+    ]
+    return scan(TripwireInput(title=pr.title, body=pr.body, files=files, commits=commits), settings)
+
+
+def call_hook(health: HealthMonitor | None, spending: Spending | None) -> CallHook:
+    """What happens as each model call finishes: the health window hears of it, and the
+    reservation's ledger records it (when the review holds one)."""
+
+    async def on_call(call: ReviewCall) -> None:
+        if health is not None:
+            health.record(f"gateway:{call.provider}", call.latency_s, provider_ok(call))
+        if spending is not None:
+            await spending.record(call)
+
+    return on_call
+
+
 class ReviewPipeline:
     def __init__(
         self,
@@ -445,10 +559,13 @@ class ReviewPipeline:
         quota: QuotaLedger | None = None,
         health: HealthMonitor | None = None,
         recorder: Recorder | None = None,
+        feedback: FeedbackStore | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``feedback``: the change registry, read for the tightening and the check run's line."""
         self.settings = settings
         self.recorder = recorder
+        self.feedback = feedback
         self.quota = quota
         self.health = health
         self.store = store
@@ -612,23 +729,8 @@ class ReviewPipeline:
         since: str | None,
         tightened: bool,
     ) -> ReviewOutcome:
-        ignore = (
-            config.review.ignore_globs
-            if config.review.ignore_globs is not None
-            else DEFAULT_IGNORE_GLOBS
-        )
-        try:
-            entries = [
-                e
-                async for e in gh.getiter(
-                    f"/repos/{pr.repository}/pulls/{pr.number}/files?per_page=100"
-                )
-            ]
-        except gidgethub.BadRequest as exc:
-            if int(exc.status_code) in {404, 410}:
-                raise PullGone(f"GitHub answers {int(exc.status_code)} for it") from exc
-            raise
-        pr_files = parse_github_files(entries, ignore_globs=ignore)
+        ignore = ignore_globs(config)
+        pr_files = await fetch_files(gh, pr, ignore)
         line_map = LineMap(pr_files)
         changes = [PathChange(f.path, f.old_path) for f in pr_files]
         risk = classify_paths(changes, config.risk.rules)
@@ -704,7 +806,16 @@ class ReviewPipeline:
             if since is not None
             else None
         )
-        unseen = _unseen(run.slicing.not_reviewed, carried, risk, config)
+        unseen = unseen_files(run.slicing.not_reviewed, carried, risk, config)
+        feedback_line = ""
+        if self.feedback is not None:
+            tightening = await self.feedback.tightening(pr.repository, Rules.of(config.feedback))
+            if tightening.active:
+                tightened = True
+                notes.insert(0, tightening.reason)
+            feedback_line = summary_line(
+                build_report(pr.repository, await self.feedback.records(pr.repository), at=utcnow())
+            )
         decision_input = DecisionInput(
             tier=risk.tier,
             confidence=consensus.confidence,
@@ -771,7 +882,7 @@ class ReviewPipeline:
                 risk,
                 since,
                 config_errors,
-                notes,
+                [*notes, feedback_line] if feedback_line else notes,
                 not_reviewed,
                 carried_line,
                 [h.describe() for h in hits],
@@ -801,13 +912,7 @@ class ReviewPipeline:
         )
 
     def _call_hook(self, spending: Spending | None) -> CallHook:
-        async def on_call(call: ReviewCall) -> None:
-            if self.health is not None:
-                self.health.record(f"gateway:{call.provider}", call.latency_s, _provider_ok(call))
-            if spending is not None:
-                await spending.record(call)
-
-        return on_call
+        return call_hook(self.health, spending)
 
     def _budget(self, config: RepoConfig) -> QuotaConfig:
         return repository_budget(self.settings, config)
@@ -822,45 +927,16 @@ class ReviewPipeline:
     ) -> Spending | BudgetStop:
         """Pick the models the budget allows and hold their maximum cost before any call."""
         assert self.quota is not None
-        ledger = self.quota
-        report = await ledger.spend(pr.repository, pr_number=pr.number, budget=budget)
-        by_provider = {r.provider: (name, r, model) for name, r, model in specs}
-        wanted = {p: model or r.model for p, (_, r, model) in by_provider.items()}
-        text = prepared.prompt_text()
-        max_out = self.settings.model_max_output_tokens
-
-        def estimate(model: str) -> float | None:
-            return estimate_call_cost(model, prompt_text=text, max_output_tokens=max_out)
-
-        plan = plan_models(
-            wanted=wanted,
-            estimate=estimate,
-            remaining=report.remaining_usd,
-            on_exhausted=budget.on_exhausted,
-            ladders={
-                "anthropic": self.settings.model_ladder_anthropic,
-                "openai": self.settings.model_ladder_openai,
-            },
-            limiting=report.limiting_label,
+        return await reserve_review(
+            self.quota,
+            self.settings,
+            repository=pr.repository,
+            pr_number=pr.number,
+            prepared=prepared,
+            specs=specs,
+            budget=budget,
+            metadata=metadata,
         )
-        if plan.skip:
-            return BudgetStop(
-                reason=plan.skip_reason or "budget exhausted",
-                report=report,
-                refusal=None,
-                wanted=wanted,
-            )
-        amount = plan.estimated_usd or 0.0
-        granted = await ledger.reserve(
-            repository=pr.repository, pr_number=pr.number, amount_usd=amount, budget=budget
-        )
-        if isinstance(granted, Refusal):
-            return BudgetStop(reason=granted.message, report=report, refusal=granted, wanted=wanted)
-        chosen = [
-            (name, reviewer, plan.models.get(provider, model))
-            for provider, (name, reviewer, model) in by_provider.items()
-        ]
-        return Spending(ledger, granted, plan, report, chosen, metadata)
 
     async def _publish_budget_stop(
         self,
@@ -915,23 +991,7 @@ class ReviewPipeline:
     async def _tripwire(
         self, gh: GitHubAPI, pr: PullRequest, files: Sequence[FileDiff], config: RepoConfig
     ) -> tuple[TripwireHit, ...]:
-        """The tripwire over the whole PR (every push: it is cheap and sees what the models see).
-
-        Commit messages are read from GitHub; they are text the models never receive but a
-        human reads as the change's story, so they are scanned as well.
-        """
-        settings = config.review.tripwire
-        if not settings.enabled:
-            return ()
-        commits = [
-            (str(c.get("sha", "")), str((c.get("commit") or {}).get("message") or ""))
-            async for c in gh.getiter(
-                f"/repos/{pr.repository}/pulls/{pr.number}/commits?per_page=100"
-            )
-        ]
-        return scan(
-            TripwireInput(title=pr.title, body=pr.body, files=files, commits=commits), settings
-        )
+        return await tripwire_hits(gh, pr, files, config)
 
     async def _compare(
         self, gh: GitHubAPI, pr: PullRequest, since: str, ignore: Sequence[str]
@@ -1061,7 +1121,7 @@ class ReviewPipeline:
         return "\n".join(lines)
 
 
-def _unseen(
+def unseen_files(
     not_reviewed: Sequence[tuple[str, str]],
     carried: Carried | None,
     risk: RiskReport,
@@ -1186,7 +1246,7 @@ def load_run(text: str, prepared: PreparedReview, specs: Sequence[ReviewerSpec])
     )
 
 
-def _provider_ok(call: ReviewCall) -> bool:
+def provider_ok(call: ReviewCall | AnswerCall) -> bool:
     """Whether the provider itself worked: an answer we could not validate still counts."""
     if call.error in {"timeout", "connection error"}:
         return False

@@ -309,3 +309,79 @@ paused_pulls = Table(
     Column("paused_by", String(100), nullable=False),
     Column("paused_at", UTCDateTime(), nullable=False),
 )
+
+# The feedback loop (``app/feedback``): one registered change per pull request, holding the bot's
+# last decision on it (in shadow mode, the decision it would have acted on) and, once merged, the
+# merge commit and the pull request's commits (``change_commits``), so later events can be traced back to it.
+changes = Table(
+    "changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("repository", String(300), nullable=False),
+    Column("pr_number", Integer, nullable=False),
+    Column("decision_id", Integer, nullable=True),
+    Column("head_sha", String(64), nullable=False),
+    Column("tier", String(16), nullable=True),
+    Column("confidence", Float, nullable=True),
+    Column("decision", String(16), nullable=False),
+    # The decision before the feedback loop's tightening: what counts as a would-be auto-merge.
+    Column("untightened_decision", String(16), nullable=False),
+    Column("acted", Boolean, nullable=False),
+    Column("decided_at", UTCDateTime(), nullable=False),
+    # open | merged | closed (closed without merging)
+    Column("state", String(16), nullable=False),
+    Column("merged_at", UTCDateTime(), nullable=True),
+    Column("merge_sha", String(64), nullable=True),
+    Column("merged_by_bot", Boolean, nullable=True),
+    # JSON {path: [[first, last], ...]}: the lines the merged change wrote, in the new files.
+    Column("touched", Text, nullable=True),
+    # JSON list of the check and status names that passed on the merged head.
+    Column("passed_checks", Text, nullable=True),
+    Column("window_ends_at", UTCDateTime(), nullable=True),
+)
+Index("ix_changes_pr", changes.c.repository, changes.c.pr_number, unique=True)
+Index("ix_changes_merge_sha", changes.c.repository, changes.c.merge_sha)
+
+# The commits of a merged change (its pull request's commits and the merge commit): a revert or a
+# failed check names one of them, and this finds the change it belongs to.
+change_commits = Table(
+    "change_commits",
+    metadata,
+    Column("change_id", Integer, primary_key=True),
+    Column("sha", String(64), primary_key=True),
+    Column("repository", String(300), nullable=False),
+)
+Index("ix_change_commits_sha", change_commits.c.repository, change_commits.c.sha)
+
+# What happened to a registered change. ``evidence`` names the event that showed it (a commit, a
+# pull request, a check, a review), and is unique per change and kind, so a redelivered event
+# is counted once.
+change_effects = Table(
+    "change_effects",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("change_id", Integer, nullable=False),
+    # reverted | broke_ci | follow_up_fix | human_override
+    Column("kind", String(24), nullable=False),
+    Column("evidence", String(300), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("observed_at", UTCDateTime(), nullable=False),
+)
+Index(
+    "ix_change_effects_once",
+    change_effects.c.change_id,
+    change_effects.c.kind,
+    change_effects.c.evidence,
+    unique=True,
+)
+
+# Admin resets of the automatic tightening (``autonomy reset``): the loop starts counting afresh.
+autonomy_resets = Table(
+    "autonomy_resets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("repository", String(300), nullable=False),
+    Column("reset_by", String(100), nullable=False),
+    Column("reset_at", UTCDateTime(), nullable=False),
+)
+Index("ix_autonomy_resets_repository", autonomy_resets.c.repository, autonomy_resets.c.reset_at)

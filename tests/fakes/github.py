@@ -31,11 +31,13 @@ import copy
 import functools
 import hashlib
 import inspect
+import io
 import json
 import math
 import re
 import secrets
 import string
+import tarfile
 import time
 import zlib
 from collections import Counter
@@ -49,6 +51,7 @@ from urllib.parse import urlencode
 import jwt
 from aiohttp import web
 
+from .git_data import GitCommit, GitDataError, GitObjects, TreeEntry, ref_json
 from .openapi import NO_BODY, OpenAPIValidator, load_example, missing_reason, shared_available
 
 DOCS: Final[str] = "https://docs.github.com/rest"
@@ -650,6 +653,8 @@ class Repo:
     pulls: dict[int, Pull] = field(default_factory=dict)
     issues: dict[int, dict[str, Any]] = field(default_factory=dict)  # plain issues
     issue_labels: dict[int, list[str]] = field(default_factory=dict)
+    git: GitObjects = field(default_factory=GitObjects)  # objects made through the Git Data API
+    tags: dict[str, str] = field(default_factory=dict)  # refs other than branches: name -> sha
 
     @property
     def owner(self) -> str:
@@ -1098,6 +1103,26 @@ class FakeGitHub:
         return [
             c for c in self.issue_comments.values() if c["_repo"] == repo and c["_number"] == number
         ]
+
+    def files_on(self, repo: str, ref: str) -> dict[str, str]:
+        """The files of a branch or commit, as the contents API serves them."""
+        return dict(self._files_at(self.repo(repo), ref))
+
+    def git_commit(self, repo: str, ref: str) -> GitCommit | None:
+        """A branch's or commit's git commit object (tree, parents), as the Git Data API has it."""
+        target = self.repo(repo)
+        return self._git_commit(target, self._resolve_ref(target, ref))
+
+    def tree_entries(self, repo: str, ref: str) -> dict[str, TreeEntry]:
+        """Every file of a branch or commit with its mode and blob sha."""
+        commit = self.git_commit(repo, ref)
+        if commit is None:
+            raise KeyError(f"FakeGitHub: no commit {ref!r} in {repo}")
+        return self.repo(repo).git.flatten(commit.tree)
+
+    def set_file_mode(self, repo: str, path: str, mode: str) -> None:
+        """The mode a seeded file has in its commits' trees (``100755``: executable)."""
+        self.repo(repo).git.modes[path.lstrip("/")] = mode
 
     # ---------------------------------------------------------------- fault injection
 
@@ -2064,6 +2089,39 @@ class FakeGitHub:
                 return repo.files[branch]
         return {}
 
+    # ---------------------------------------------------------------- tarballs (API jobs)
+
+    @route("GET", "/repos/{owner}/{repo}/tarball/{ref}", "repos/download-tarball-archive")
+    async def _tarball(self, ctx: Ctx) -> web.StreamResponse:
+        """As GitHub does: a 302 to a download URL that needs no token (it carries a grant)."""
+        repo = self._repo(ctx)
+        ref = ctx.params["ref"]
+        if not self._files_at(repo, ref):
+            raise not_found()
+        grant = secrets.token_hex(8)
+        location = f"{ctx.api_base}/_codeload/{repo.full_name}/legacy.tar.gz/{ref}?grant={grant}"
+        return web.Response(status=302, headers={"Location": location})
+
+    @route("GET", "/_codeload/{owner}/{repo}/legacy.tar.gz/{ref}", "test:codeload", auth="none")
+    async def _codeload(self, ctx: Ctx) -> web.StreamResponse:
+        """The archive: ``owner-repo-sha7/`` then the ref's files. A token sent here is a leak."""
+        if "authorization" in ctx.headers:
+            raise GitHubError(400, "an Authorization header was sent to the download URL")
+        repo = self._repo(ctx)
+        ref = ctx.params["ref"]
+        top = f"{repo.owner}-{repo.name}-{self._resolve_ref(repo, ref)[:7]}"
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            folder = tarfile.TarInfo(top)
+            folder.type, folder.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(folder)
+            for path, text in sorted(self._files_at(repo, ref).items()):
+                data = text.encode("utf-8")
+                entry = tarfile.TarInfo(f"{top}/{path}")
+                entry.size, entry.mode = len(data), 0o644
+                tar.addfile(entry, io.BytesIO(data))
+        return web.Response(body=buffer.getvalue(), content_type="application/x-gzip")
+
     @route(
         "GET",
         "/repos/{owner}/{repo}/collaborators/{username}/permission",
@@ -2934,6 +2992,152 @@ class FakeGitHub:
         return web.json_response(
             [self._label_json(repo.full_name, n, ctx.api_base) for n in labels]
         )
+
+    # ================================================================ routes: git data
+    # The objects live in ``git_data.GitObjects`` (one store per repository); these routes only
+    # translate. A commit made here is also recorded where the rest of the fake looks for
+    # commits and files, so the contents API, ``GET /commits/{ref}`` and ``files_on`` see it.
+
+    def _git_commit(self, repo: Repo, sha: str) -> GitCommit | None:
+        """A commit as a git object: one made through the API, or one the fake was seeded with
+        (its tree built from the files seeded at it, each time: a test may set files later)."""
+        made = repo.git.commits.get(sha)
+        if made is not None:
+            return made
+        seeded = repo.commits.get(sha)
+        if seeded is None:
+            return None
+        meta = seeded["commit"]
+        return GitCommit(
+            sha=sha,
+            tree=repo.git.tree_from_files(self._files_at(repo, sha)),
+            parents=tuple(str(p["sha"]) for p in seeded.get("parents") or ()),
+            message=str(meta["message"]),
+            author=dict(meta["author"]),
+            committer=dict(meta["committer"]),
+        )
+
+    def _git_error(self, error: GitDataError, operation: str) -> GitHubError:
+        if error.status == 404:
+            return GitHubError(404, "Not Found", documentation_url=f"{DOCS}/git/{operation}")
+        return GitHubError(error.status, error.message, documentation_url=f"{DOCS}/git/{operation}")
+
+    @route("GET", "/repos/{owner}/{repo}/git/commits/{commit_sha}", "git/get-commit")
+    async def _get_git_commit(self, ctx: Ctx) -> web.StreamResponse:
+        repo = self._repo(ctx)
+        commit = self._git_commit(repo, ctx.params["commit_sha"])
+        if commit is None:
+            raise not_found()
+        return web.json_response(repo.git.commit_json(commit, ctx.api_base, repo.full_name))
+
+    @route("GET", "/repos/{owner}/{repo}/git/trees/{tree_sha}", "git/get-tree")
+    async def _get_tree(self, ctx: Ctx) -> web.StreamResponse:
+        repo = self._repo(ctx)
+        sha = ctx.params["tree_sha"]
+        if sha not in repo.git.trees:
+            commit = self._git_commit(repo, self._resolve_ref(repo, sha))
+            if commit is None:
+                raise not_found()
+            sha = commit.tree
+        body = repo.git.tree_json(
+            sha, ctx.api_base, repo.full_name, recursive="recursive" in ctx.query
+        )
+        return web.json_response(body)
+
+    @route("POST", "/repos/{owner}/{repo}/git/blobs", "git/create-blob")
+    async def _create_blob(self, ctx: Ctx) -> web.StreamResponse:
+        repo = self._repo(ctx)
+        data = ctx.json
+        content, encoding = data.get("content"), data.get("encoding", "utf-8")
+        if not isinstance(content, str):
+            raise validation_failed("Blob", "content", "missing_field")
+        if encoding == "base64":
+            try:
+                raw = base64.b64decode(content, validate=True)
+            except ValueError:
+                raise GitHubError(422, "Invalid base64 content") from None
+        elif encoding in {"utf-8", "utf8"}:
+            raw = content.encode("utf-8")
+        else:
+            raise GitHubError(422, f"encoding must be utf-8 or base64, not {encoding}")
+        sha = repo.git.add_blob(raw)
+        url = f"{ctx.api_base}/repos/{repo.full_name}/git/blobs/{sha}"
+        return web.json_response({"url": url, "sha": sha}, status=201)
+
+    @route("POST", "/repos/{owner}/{repo}/git/trees", "git/create-tree")
+    async def _create_tree(self, ctx: Ctx) -> web.StreamResponse:
+        repo = self._repo(ctx)
+        data = ctx.json
+        base = data.get("base_tree")
+        try:
+            sha = repo.git.create_tree(
+                data.get("tree") or [], str(base) if base is not None else None
+            )
+        except GitDataError as error:
+            raise self._git_error(error, "trees#create-a-tree") from None
+        body = repo.git.tree_json(sha, ctx.api_base, repo.full_name, recursive=False)
+        return web.json_response(body, status=201)
+
+    @route("POST", "/repos/{owner}/{repo}/git/commits", "git/create-commit")
+    async def _create_git_commit(self, ctx: Ctx) -> web.StreamResponse:
+        repo = self._repo(ctx)
+        data = ctx.json
+        login = self.bot_login
+        try:
+            commit = repo.git.create_commit(
+                message=str(data.get("message") or ""),
+                tree=str(data.get("tree") or ""),
+                parents=[str(p) for p in data.get("parents") or []],
+                author=data.get("author"),
+                committer=data.get("committer"),
+                default_person={"name": login, "email": f"{login}@users.noreply.github.com"},
+                now=self.now(),
+                known_commit=lambda sha: self._git_commit(repo, sha) is not None,
+            )
+        except GitDataError as error:
+            raise self._git_error(error, "commits#create-a-commit") from None
+        spec = {"sha": commit.sha, "message": commit.message, "parents": list(commit.parents)}
+        repo.commits[commit.sha] = self._commit(repo.full_name, spec, author=login)
+        repo.files[commit.sha] = {
+            path: raw.decode("utf-8", errors="replace")
+            for path, raw in repo.git.files(commit.tree).items()
+        }
+        body = repo.git.commit_json(commit, ctx.api_base, repo.full_name)
+        return web.json_response(body, status=201)
+
+    @route("POST", "/repos/{owner}/{repo}/git/refs", "git/create-ref")
+    async def _create_ref(self, ctx: Ctx) -> web.StreamResponse:
+        repo = self._repo(ctx)
+        data = ctx.json
+        ref, sha = str(data.get("ref") or ""), str(data.get("sha") or "")
+        if not ref.startswith("refs/") or ref.count("/") < 2:
+            raise GitHubError(422, "Reference name is invalid")
+        if self._git_commit(repo, sha) is None:
+            raise GitHubError(422, "Object does not exist")
+        name = ref.removeprefix("refs/heads/")
+        if name in repo.branches if ref.startswith("refs/heads/") else ref in repo.tags:
+            raise GitHubError(
+                422,
+                "Reference already exists",
+                documentation_url=f"{DOCS}/git/refs#create-a-reference",
+            )
+        if ref.startswith("refs/heads/"):
+            repo.branches[name] = sha
+        else:
+            repo.tags[ref] = sha
+        return web.json_response(ref_json(ref, sha, ctx.api_base, repo.full_name), status=201)
+
+    @route("GET", "/repos/{owner}/{repo}/git/ref/{ref}", "git/get-ref")
+    async def _get_ref(self, ctx: Ctx) -> web.StreamResponse:
+        repo = self._repo(ctx)
+        ref = "refs/" + ctx.params["ref"].strip("/")
+        if ref.startswith("refs/heads/"):
+            sha = repo.branches.get(ref.removeprefix("refs/heads/"))
+        else:
+            sha = repo.tags.get(ref)
+        if sha is None:
+            raise not_found()
+        return web.json_response(ref_json(ref, sha, ctx.api_base, repo.full_name))
 
 
 def _public(record: Mapping[str, Any]) -> dict[str, Any]:
