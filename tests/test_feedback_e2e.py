@@ -94,6 +94,13 @@ def _check_run(name: str, sha: str, conclusion: str) -> dict[str, Any]:
     return from_fixture("check_run", "completed.payload.json", edit)
 
 
+def _check_suite(suite_id: int, sha: str, conclusion: str) -> dict[str, Any]:
+    def edit(data: dict[str, Any]) -> None:
+        data["check_suite"].update(id=suite_id, head_sha=sha, conclusion=conclusion)
+
+    return from_fixture("check_suite", "completed.payload.json", edit)
+
+
 def _status(context: str, sha: str, state: str) -> dict[str, Any]:
     def edit(data: dict[str, Any]) -> None:
         data.update(context=context, sha=sha, state=state)
@@ -215,6 +222,19 @@ async def test_a_check_that_passed_on_the_head_and_fails_on_the_merge_broke_ci(b
         ("broke_ci", f"check:ci/test@{merge}"),
         ("broke_ci", f"check:ci/lint@{merge}"),
     ]
+
+
+async def test_a_failed_check_suite_names_its_failed_checks_once(bot: Bot) -> None:
+    pull = await _merged_by_the_bot(bot)
+    merge = str(pull.merge_commit_sha)
+    bot.github.add_check_run(REPO, merge, "ci/test", conclusion="failure", check_suite_id=77)
+    bot.github.add_check_run(REPO, merge, "ci/new", conclusion="failure", check_suite_id=77)
+    bot.github.add_check_run(REPO, merge, "ci/lint", conclusion="failure", check_suite_id=78)
+    await bot.deliver("check_suite", _check_suite(77, merge, "failure"))
+    # The same failure announced by its check run is the same evidence: counted once.
+    await bot.deliver("check_run", _check_run("ci/test", merge, "failure"))
+    await bot.deliver("check_suite", _check_suite(79, fake_sha("other"), "failure"))
+    assert [(k, e) for _, k, e in await _effects(bot)] == [("broke_ci", f"check:ci/test@{merge}")]
 
 
 async def test_a_fix_touching_the_lines_it_wrote_is_a_follow_up_fix(bot: Bot) -> None:

@@ -262,12 +262,16 @@ async def on_check_suite(event: sansio.Event, gh: GitHubAPI | None, *, ctx: Hand
     sha = str(suite.get("head_sha") or "")
     if not await _store(ctx).changes_by_merge_sha(repository, sha):
         return  # the common case: no registered merge here, nothing to fetch
+    # The suite's runs, read from the commit's latest runs (one listing GitHub documents for
+    # every App), so a suite's failure names the checks that failed in it.
     failed = [
         str(run.get("name") or "")
         async for run in gh.getiter(
-            f"/repos/{repository}/check-suites/{suite['id']}/check-runs", iterable_key="check_runs"
+            f"/repos/{repository}/commits/{sha}/check-runs", iterable_key="check_runs"
         )
-        if run.get("conclusion") in FAILED_CHECK_CONCLUSIONS and run.get("name") != CHECK_NAME
+        if (run.get("check_suite") or {}).get("id") == suite.get("id")
+        and run.get("conclusion") in FAILED_CHECK_CONCLUSIONS
+        and run.get("name") != CHECK_NAME
     ]
     await _broke(ctx, repository, sha, failed, "check")
 

@@ -577,6 +577,7 @@ class CheckRun:
     actions: list[dict[str, Any]] = field(default_factory=list)
     app_slug: str = ""
     app_id: int = 0
+    check_suite_id: int = 0
 
 
 @dataclass
@@ -1074,8 +1075,9 @@ class FakeGitHub:
         conclusion: str | None = "success",
         app_slug: str = "github-actions",
         app_id: int = 15368,
+        check_suite_id: int = 0,
     ) -> CheckRun:
-        """Another app's check run (CI) on a commit."""
+        """Another app's check run (CI) on a commit, in check suite ``check_suite_id``."""
         self.repo(repo)
         run = CheckRun(
             id=self._next_id(),
@@ -1088,6 +1090,7 @@ class FakeGitHub:
             completed_at=_now_iso(self.now()) if status == "completed" else None,
             app_slug=app_slug,
             app_id=app_id,
+            check_suite_id=check_suite_id or _stable_id(f"{repo}:{head_sha}:{app_slug}"),
         )
         self.check_runs[run.id] = run
         return run
@@ -1783,6 +1786,9 @@ class FakeGitHub:
             node_id=f"A_{run.app_id}",
             html_url=f"https://github.com/apps/{run.app_slug}",
         )
+        suite = out.get("check_suite") if isinstance(out.get("check_suite"), dict) else {}
+        assert isinstance(suite, dict)
+        out["check_suite"] = {**suite, "id": run.check_suite_id or _stable_id(f"suite:{run.id}")}
         out.update(
             id=run.id,
             node_id=f"CR_{run.id}",
