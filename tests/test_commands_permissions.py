@@ -7,7 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.commands.parse import CommandName
-from app.commands.permissions import READ_ONLY, SPENDING, Asker, refusal, required_permission
+from app.commands.permissions import (
+    ADMIN_ONLY,
+    READ_ONLY,
+    SPENDING,
+    Asker,
+    refusal,
+    required_permission,
+)
 from app.repo_config import CommandsConfig, Permission
 
 LEVELS: list[Permission | None] = [*Permission, None]
@@ -18,9 +25,18 @@ def _asker(held: Permission | None, *, author: bool = False, escalated: bool = F
     return Asker("someone", held, is_author=author, escalated=escalated)
 
 
-def test_every_command_is_either_spending_or_read_only() -> None:
-    assert set(CommandName) == SPENDING | READ_ONLY
-    assert not SPENDING & READ_ONLY
+def test_every_command_is_spending_read_only_or_admin_only() -> None:
+    assert set(CommandName) == SPENDING | READ_ONLY | ADMIN_ONLY
+    assert not SPENDING & READ_ONLY and not ADMIN_ONLY & (SPENDING | READ_ONLY)
+
+
+@pytest.mark.parametrize("held", LEVELS, ids=lambda p: p.value if p else "none")
+def test_autonomy_reset_needs_admin_whatever_the_config(held: Permission | None) -> None:
+    config = CommandsConfig(min_permission=Permission.READ)
+    reason = refusal(CommandName.AUTONOMY, _asker(held), config)
+    assert (reason is None) is (held is Permission.ADMIN)
+    if reason is not None:
+        assert "needs `admin` permission" in reason
 
 
 # The default min_permission is write: admin, maintain and write may; triage, read, none may not.
@@ -96,3 +112,5 @@ def test_nobody_below_the_floor_runs_a_spending_command(
         assert not (author and escalated)
     if name in READ_ONLY:
         assert allowed
+    if name in ADMIN_ONLY and allowed:
+        assert held is Permission.ADMIN

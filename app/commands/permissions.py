@@ -17,7 +17,7 @@ from typing import Final, assert_never
 from app.commands.parse import CommandName
 from app.repo_config import CommandsConfig, Permission
 
-__all__ = ["READ_ONLY", "SPENDING", "Asker", "refusal", "required_permission"]
+__all__ = ["ADMIN_ONLY", "READ_ONLY", "SPENDING", "Asker", "refusal", "required_permission"]
 
 #: Commands that cost money or act on the repository.
 SPENDING: Final = frozenset(
@@ -35,6 +35,10 @@ SPENDING: Final = frozenset(
 READ_ONLY: Final = frozenset(
     {CommandName.HELP, CommandName.QUOTA, CommandName.CONFIG, CommandName.REPORT}
 )
+
+
+#: Commands that loosen what the bot may do: repository admins only, whatever the config says.
+ADMIN_ONLY: Final = frozenset({CommandName.AUTONOMY})
 
 
 @dataclass(frozen=True, slots=True)
