@@ -1,7 +1,8 @@
 """The aiohttp application: ``POST /webhook``, ``GET /healthz``, ``GET /metrics``.
 
 ``/metrics`` and the health detail (``/healthz/detail``) are for operators only: behind
-``OPERATOR_TOKEN`` on this port, or on ``OPERATOR_PORT`` (``app.operator.endpoints``).
+``OPERATOR_TOKEN`` on this port, or on ``OPERATOR_PORT`` (``app.operator.endpoints``). The
+service API (``/v1/ai/...``, ``app.api``) is added when ``API_TOKEN`` or an OIDC issuer is set.
 
 ``create_app`` is shared by the CLI and the tests. Every resource is opened and closed by a
 ``cleanup_ctx`` entry, in order: the HTTP session, the database (migrated on start), GitHub auth,
@@ -100,6 +101,11 @@ def create_app(
     app.router.add_get("/healthz/detail", operator_endpoints.operator_only(health_detail_view))
     app.router.add_get("/metrics", operator_endpoints.operator_only(metrics_view))
     app.cleanup_ctx.append(_services_ctx)
+    if settings.api_enabled:
+        # Imported only when served: the API's modules are not part of the App's own path.
+        from app.api.mount import mount
+
+        mount(app, services=SERVICES)
     if settings.operator_port is not None:
         app.cleanup_ctx.append(
             operator_endpoints.listener(

@@ -124,11 +124,40 @@ class Settings(BaseSettings):
     operator_token: SecretStr | None = None
     operator_port: int | None = Field(default=None, ge=0, le=65535)
 
+    # The service API for CI jobs and other callers (``app/api``, README "Service API"). Off
+    # unless API_TOKEN is set or API_OIDC_ISSUER and API_OIDC_AUDIENCE are; checked at start
+    # by ``app.api.config.check_api_settings``
+    api_token: SecretStr | None = None
+    api_oidc_issuer: str | None = None
+    api_oidc_audience: str | None = None
+    # A plain-http issuer is refused unless this says so (a local issuer in tests): its keys are
+    # what every token is trusted by
+    api_oidc_allow_http: bool = False
+    api_oidc_jwks_ttl_seconds: float = Field(default=3600.0, gt=0)
+    # owner/name or owner/* entries (a JSON list); a request for any other repository is 403
+    api_allowed_repositories: tuple[str, ...] = ()
+    api_rate_limit: int = Field(default=30, ge=1)
+    api_rate_window_seconds: float = Field(default=60.0, gt=0)
+    api_default_provider: Literal["anthropic", "openai"] = "anthropic"
+    api_audit_log: Path | None = None
+    # Coding-agent jobs: the command (the sandbox flag, the sandbox and the prompt are appended),
+    # the sandboxes a caller may ask for, and the limits of one job
+    api_max_jobs: int = Field(default=10, ge=1, le=1000)
+    api_agent_command: tuple[str, ...] = ("codex", "exec", "--skip-git-repo-check")
+    api_agent_sandbox_flag: str = Field(default="--sandbox", min_length=1)
+    api_agent_sandboxes: tuple[str, ...] = ("read-only", "workspace-write")
+    api_agent_timeout_seconds: float = Field(default=900.0, gt=0)
+    # Names of variables passed from the server's environment to the agent (its own credential);
+    # nothing else of the server's environment reaches it
+    api_agent_env: tuple[str, ...] = ()
+    api_job_output_bytes: int = Field(default=1_000_000, ge=1024)
+    api_checkout_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+
     # Logging
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
 
-    @field_validator("operator_token")
+    @field_validator("operator_token", "api_token")
     @classmethod
     def _empty_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value is not None and value.get_secret_value() else None
@@ -156,6 +185,11 @@ class Settings(BaseSettings):
     def gateway_token(self) -> SecretStr | None:
         """``CF_AIG_TOKEN`` first, then the token the platform issued."""
         return self.cf_aig_token or self.cf_issued_aigateway_token
+
+    @property
+    def api_enabled(self) -> bool:
+        """Whether the service API is served: a static token or an OIDC issuer is configured."""
+        return self.api_token is not None or bool(self.api_oidc_issuer or self.api_oidc_audience)
 
     @property
     def is_sqlite(self) -> bool:
@@ -204,6 +238,10 @@ class Settings(BaseSettings):
             gateway_base(self)
         except GatewayConfigError as exc:
             raise SettingsError(str(exc)) from exc
+        if self.api_enabled:
+            from app.api.config import check_api_settings
+
+            check_api_settings(self)
         pem = self.private_key_pem()
         try:
             key = load_pem_private_key(pem.encode("utf-8"), password=None)
@@ -237,6 +275,7 @@ class Settings(BaseSettings):
             self.anthropic_api_key,
             self.openai_api_key,
             self.operator_token,
+            self.api_token,
         ):
             if secret is not None and len(secret.get_secret_value()) >= 6:
                 values.append(secret.get_secret_value())

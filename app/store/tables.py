@@ -385,3 +385,33 @@ autonomy_resets = Table(
     Column("reset_at", UTCDateTime(), nullable=False),
 )
 Index("ix_autonomy_resets_repository", autonomy_resets.c.repository, autonomy_resets.c.reset_at)
+
+# Coding-agent jobs of the service API (``app/api/jobs.py``): one row per job, from queued to
+# succeeded or failed. The prompt is not kept (a job is never resumed: one that a crash cut off
+# ends ``failed: interrupted``); ``runner`` and ``heartbeat_at`` say which process runs it and
+# that it is still alive, so a replica's start fails only rows no live process holds.
+api_jobs = Table(
+    "api_jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("repository", String(300), nullable=False),
+    Column("ref", String(255), nullable=True),
+    Column("sandbox", String(64), nullable=False),
+    # Who asked (the OIDC subject, or "static-token") and the token's repository owner, if any,
+    # for the record; polling a job is authorised on its repository, as creating it was.
+    Column("caller", String(300), nullable=False),
+    Column("caller_owner", String(100), nullable=True),
+    # queued | running | succeeded | failed
+    Column("status", String(16), nullable=False),
+    Column("runner", String(64), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("heartbeat_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("exit_code", Integer, nullable=True),
+    Column("output", Text, nullable=True),
+    Column("stderr", Text, nullable=True),
+    Column("diff", Text, nullable=True),
+    Column("error", Text, nullable=True),
+)
+Index("ix_api_jobs_status", api_jobs.c.status, api_jobs.c.heartbeat_at)
