@@ -263,3 +263,34 @@ def test_many_paths_classify_quickly_enough_to_not_matter() -> None:
     report = classify_paths(paths, [rule(Tier.HIGH, "pkg7/**")])
     assert report.tier is Tier.HIGH
     assert report.count(Tier.HIGH) == 75
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "requirements.txt",
+        "requirements-dev.txt",
+        "requirements/base.txt",
+        "services/api/requirements/prod.txt",
+        "requirements.in",
+        "constraints.txt",
+        "Pipfile",
+        "Pipfile.lock",
+        "pyproject.toml",
+        "setup.py",
+        "package.json",
+        "package-lock.json",
+        "npm-shrinkwrap.json",
+        "yarn.lock",
+        "bun.lockb",
+        "go.mod",
+        "go.sum",
+        "Cargo.toml",
+        "Cargo.lock",
+        "Gemfile.lock",
+        "environment.yml",
+        "web/package.json",
+    ],
+)
+def test_dependency_manifests_and_pins_are_high_risk(path: str) -> None:
+    assert classify_path(path).tier is Tier.HIGH

@@ -146,7 +146,13 @@ BUILTIN_RULES: Mapping[Tier, tuple[str, ...]] = {
         "**/*.sql",
         # Dependency manifests and lock files pull in code nobody here reviewed.
         "requirements*.txt",
+        "**/requirements/**",
+        "requirements*.in",
+        "constraints*.txt",
+        "environment.yml",
         "package.json",
+        "npm-shrinkwrap.json",
+        "bun.lock*",
         "package-lock.json",
         "yarn.lock",
         "pnpm-lock.yaml",
