@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from app.quota import QuotaLedger
+from tests.fakes.gateway import FakeUsage
 from tests.fakes.webhooks import pull_request_payload
 from tests.harness import E2E, REPO, ClientFactory, ServerFactory, start_e2e
 
@@ -104,6 +105,9 @@ async def test_many_reviews_at_once_never_overspend_a_small_budget(e2e: E2E) -> 
         REPO, ".github/aigateway.yml", config(f"  daily_usd: {budget}\n  on_exhausted: skip\n")
     )
     e2e.gateway.anthropic.latency = 0.05
+    # Each review really costs enough that twelve cannot all fit, however the workers interleave
+    # them: the refusals below do not depend on the reviews overlapping in time.
+    e2e.gateway.anthropic.usage = FakeUsage(output_tokens=900)
     payloads = [add_pr(e2e, n) for n in range(1, 13)]
     ids = [await e2e.deliver("pull_request", p) for p in payloads]
     rows = await asyncio.gather(*(e2e.wait_done(i, timeout=60) for i in ids))
