@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
+from app.commands.handler import is_bot
 from app.config_loader import ConfigLoader
 from app.feedback.registry import ChangeRef, FeedbackStore, MergeFacts
 from app.feedback.signals import (
@@ -55,11 +56,6 @@ router = routing.Router()
 #: At most this many files and commits are read from a merged pull request (GitHub's own caps).
 MAX_FILES: Final = 3000
 MAX_COMMITS: Final = 250
-
-
-def _is_bot(user: Mapping[str, Any] | None) -> bool:
-    user = user or {}
-    return user.get("type") == "Bot" or str(user.get("login") or "").endswith("[bot]")
 
 
 def _store(ctx: HandlerContext) -> FeedbackStore:
@@ -299,7 +295,9 @@ LET_THROUGH: Final = frozenset({"auto_merge", "auto_pr"})
 async def on_review(event: sansio.Event, gh: GitHubAPI | None, *, ctx: HandlerContext) -> None:
     data: dict[str, Any] = event.data
     review = data.get("review") or {}
-    if str(review.get("state") or "").lower() != "changes_requested" or _is_bot(review.get("user")):
+    if str(review.get("state") or "").lower() != "changes_requested" or is_bot(
+        review.get("user") or {}
+    ):
         return
     repository = str(data["repository"]["full_name"])
     number = int((data.get("pull_request") or {}).get("number") or 0)
@@ -319,7 +317,7 @@ async def on_review(event: sansio.Event, gh: GitHubAPI | None, *, ctx: HandlerCo
 @router.register("pull_request", action="unlabeled")
 async def on_unlabeled(event: sansio.Event, gh: GitHubAPI | None, *, ctx: HandlerContext) -> None:
     data: dict[str, Any] = event.data
-    if gh is None or _is_bot(data.get("sender")):
+    if gh is None or is_bot(data.get("sender") or {}):
         return
     label = str((data.get("label") or {}).get("name") or "")
     repository = str(data["repository"]["full_name"])
