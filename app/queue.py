@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import logging
 import sqlite3
 import time
@@ -387,6 +388,26 @@ class DeliveryQueue:
         async with self.db.write() as conn:
             await conn.execute(stmt)
 
+    async def release(self, delivery_id: str, worker_id: str) -> bool:
+        """Give a claimed delivery back unfinished (shutdown): queued again at once, the attempt
+        its claim counted taken back. False when it was no longer this worker's."""
+        d = deliveries
+        stmt = (
+            update(d)
+            .where(d.c.id == delivery_id, d.c.leased_by == worker_id, d.c.status == RUNNING)
+            .values(
+                status=QUEUED,
+                attempts=func.max(d.c.attempts - 1, 0)
+                if not self._is_pg
+                else func.greatest(d.c.attempts - 1, 0),
+                next_attempt_at=utcnow(),
+                lease_expires_at=None,
+                leased_by=None,
+            )
+        )
+        async with self.db.write() as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
     async def release_all_leases(self) -> int:
         """Put every running delivery back in the queue (one process owns a SQLite file)."""
         stmt = (
@@ -427,6 +448,21 @@ class DeliveryQueue:
             stmt = stmt.where(deliveries.c.status == status)
         async with self.db.read() as conn:
             return [Delivery.from_row(row) for row in await conn.execute(stmt)]
+
+    async def recent_installations(self, limit: int = 20) -> list[int]:
+        """The installations of the latest deliveries, newest first: whose tokens to fetch
+        ahead of time at start."""
+        d = deliveries
+        latest = func.max(d.c.received_at)
+        stmt = (
+            select(d.c.installation_id)
+            .where(d.c.installation_id.is_not(None))
+            .group_by(d.c.installation_id)
+            .order_by(latest.desc())
+            .limit(limit)
+        )
+        async with self.db.read() as conn:
+            return [int(row[0]) for row in await conn.execute(stmt)]
 
     async def depth(self) -> int:
         """Deliveries waiting or in progress."""
@@ -552,7 +588,14 @@ Handler = Callable[[Delivery], Awaitable[None]]
 
 
 class WorkerPool:
-    """N workers claiming deliveries, handling them, and recording the outcome."""
+    """Claims deliveries and handles up to ``count`` of them at once, each in a task of its own.
+
+    Handling a delivery is mostly waiting on the network (two models, GitHub), so the number of
+    deliveries in hand is a bound on concurrent work, not a number of threads: ``count`` slots
+    (``MAX_CONCURRENT_REVIEWS``) and ``claimers`` loops that fill them. A claimer takes a slot
+    first and claims second, so a process never holds a lease it has no room to work on, and
+    the rest of the queue stays claimable by other replicas.
+    """
 
     def __init__(
         self,
@@ -564,6 +607,7 @@ class WorkerPool:
         retry_base_seconds: float,
         retry_max_seconds: float,
         poll_interval: float,
+        claimers: int = 1,
         on_outcome: Callable[[Delivery, str, float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -571,62 +615,139 @@ class WorkerPool:
         self._handle = handle
         self._clock = clock  # seconds, monotonic: how the lease keeper tells time
         self._count = count
+        self._claimers = max(1, min(claimers, count)) if count > 0 else 0
         self._max_attempts = max_attempts
         self._retry_base = retry_base_seconds
         self._retry_max = retry_max_seconds
         self._poll = poll_interval
         self._on_outcome = on_outcome
         self._wakeup = asyncio.Condition()
+        self._slots = asyncio.Semaphore(max(count, 1))
         self._tasks: list[asyncio.Task[None]] = []
+        self._handling: dict[asyncio.Task[None], tuple[Delivery, str]] = {}
         self._stopping = False
+        self._stopped = asyncio.Event()
+        self._claims = itertools.count()
         self.instance = f"{uuid.uuid4().hex[:12]}"
 
+    @property
+    def in_hand(self) -> int:
+        """Deliveries being handled right now."""
+        return len(self._handling)
+
+    @property
+    def capacity(self) -> int:
+        return self._count
+
     def notify(self, count: int = 1) -> None:
-        """New work was committed: wake that many idle workers now rather than at the next poll."""
+        """New work was committed: wake that many idle claimers now rather than at the next poll."""
 
         async def _notify() -> None:
             async with self._wakeup:
                 self._wakeup.notify(count)
 
-        if self._tasks:
+        if self._tasks and not self._stopping:
             task = asyncio.get_running_loop().create_task(_notify())
             task.add_done_callback(_log_task_error)
 
     def start(self) -> None:
-        for n in range(self._count):
+        for n in range(self._claimers):
             worker_id = f"{self.instance}-{n}"
-            self._tasks.append(asyncio.create_task(self._run(worker_id), name=f"worker-{n}"))
+            self._tasks.append(asyncio.create_task(self._run(worker_id), name=f"claimer-{n}"))
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
-        """Stop claiming; give running handlers a grace period, then cancel them.
+        """Stop claiming; give the deliveries in hand a grace period, then release them.
 
-        A cancelled handler's delivery keeps its lease and is taken again after it expires (or at
-        the next start, on SQLite), so nothing is lost.
+        A handler still running when the grace period ends is cancelled and its delivery put
+        back in the queue at once (its attempt not counted), for another replica or the next
+        start to take; were the release to fail, the lease would run out and the delivery be
+        taken then. Nothing is lost either way.
         """
         self._stopping = True
+        self._stopped.set()
         async with self._wakeup:
             self._wakeup.notify_all()
-        if not self._tasks:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._tasks.clear()
+        handling = dict(self._handling)
+        if not handling:
             return
-        _, pending = await asyncio.wait(self._tasks, timeout=grace_seconds)
+        _, pending = await asyncio.wait(handling, timeout=grace_seconds)
         for task in pending:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for task in pending:
+            delivery, worker_id = handling[task]
+            try:
+                released = await self.queue.release(delivery.id, worker_id)
+            except Exception:
+                log.exception(
+                    "could not release delivery %s; it is taken again when its lease ends",
+                    delivery.id,
+                )
+                continue
+            if released:
+                log.warning(
+                    "released delivery %s unfinished at shutdown",
+                    delivery.id,
+                    extra={"delivery_id": delivery.id, "event": delivery.event},
+                )
+
+    async def _take_slot(self) -> bool:
+        """Wait for room to handle one more delivery; False when the pool stops first."""
+        if self._slots.locked():
+            acquire = asyncio.ensure_future(self._slots.acquire())
+            stopped = asyncio.ensure_future(self._stopped.wait())
+            await asyncio.wait((acquire, stopped), return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if not acquire.done():
+                acquire.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await acquire
+                return False
+        else:
+            await self._slots.acquire()
+        if self._stopping:
+            self._slots.release()
+            return False
+        return True
 
     async def _run(self, worker_id: str) -> None:
         while not self._stopping:
+            if not await self._take_slot():
+                return
+            # Each claim leases under a name of its own: two deliveries in hand in one process
+            # never answer to the same lease holder.
+            lease_holder = f"{worker_id}.{next(self._claims)}"
             try:
-                delivery = await self.queue.claim(worker_id)
+                delivery = await self.queue.claim(lease_holder)
             except Exception:
                 log.exception("claiming a delivery failed")
                 delivery = None
             if delivery is None:
+                self._slots.release()
                 async with self._wakeup:
+                    if self._stopping:
+                        return
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wakeup.wait(), self._poll)
                 continue
-            await self.process(delivery, worker_id)
+            if self._stopping:  # claimed while stopping: give it straight back
+                self._slots.release()
+                with contextlib.suppress(Exception):
+                    await self.queue.release(delivery.id, lease_holder)
+                return
+            task = asyncio.create_task(
+                self.process(delivery, lease_holder), name=f"deliver:{delivery.id}"
+            )
+            self._handling[task] = (delivery, lease_holder)
+            task.add_done_callback(self._handled)
+
+    def _handled(self, task: asyncio.Task[None]) -> None:
+        self._handling.pop(task, None)
+        self._slots.release()
+        _log_task_error(task)
 
     async def run_one(self, delivery_id: str) -> Delivery | None:
         """Claim and handle one given delivery in this process (``replay --file``)."""

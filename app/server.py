@@ -165,15 +165,30 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         )
         intake.start()
         app[INTAKE] = intake
+        warming = asyncio.create_task(_warm(services), name="warm-up")
         try:
             yield
         finally:
+            warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await warming
             await intake.stop()
             if services.gateway is not None:
                 await services.gateway.aclose()
     finally:
         await session.close()
         await db.dispose()
+
+
+async def _warm(services: Services) -> None:
+    """In the background at start: what the first review would otherwise pay for, the parsed
+    App key and the tokens of the installations heard from lately (their connection to GitHub
+    opened on the way)."""
+    try:
+        installations = await services.queue.recent_installations(limit=20)
+        await services.auth.warm(installations)
+    except Exception:
+        log.exception("warming up failed; the first deliveries will do it")
 
 
 def _build_review_stack(services: Services) -> None:
@@ -249,7 +264,8 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
     pool = WorkerPool(
         services.queue,
         Dispatcher(app[ROUTER], services),
-        count=settings.workers,
+        count=settings.max_concurrent_reviews if settings.workers else 0,
+        claimers=settings.workers,
         max_attempts=settings.max_attempts,
         retry_base_seconds=settings.retry_base_seconds,
         retry_max_seconds=settings.retry_max_seconds,
@@ -259,7 +275,7 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
     app[WORKERS] = pool
     pool.start()
     yield
-    await pool.stop()
+    await pool.stop(grace_seconds=settings.shutdown_grace_seconds)
 
 
 async def _action_timers_ctx(app: web.Application) -> AsyncIterator[None]:

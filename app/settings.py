@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     model_retry_budget_seconds: float = Field(default=60.0, gt=0)
     slice_token_budget: int = Field(default=12000, ge=500)
     review_concurrency: int = Field(default=8, ge=1, le=64)
+    # Model calls in flight at once per provider, shared by every review in this process; a 429
+    # with retry-after pauses that provider's calls for the whole process (app/gateway/throttle.py)
+    anthropic_max_concurrency: int = Field(default=64, ge=1, le=4096)
+    openai_max_concurrency: int = Field(default=64, ge=1, le=4096)
 
     # Budgets: the operator's defaults for repositories that set none, and hard ceilings
     quota_daily_default_usd: float | None = Field(default=None, ge=0)
@@ -101,8 +105,13 @@ class Settings(BaseSettings):
     intake_max_pending: int = Field(default=10_000, ge=1)
     intake_max_pending_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
 
-    # Queue and workers
-    workers: int = Field(default=4, ge=0, le=256)
+    # Queue and workers. Deliveries handled at once by this process: reviews mostly wait on
+    # the models, so this is a bound on work in hand, not a number of threads
+    max_concurrent_reviews: int = Field(default=64, ge=1, le=4096)
+    # Loops that claim deliveries to fill those slots; 0: this process handles none (web only)
+    workers: int = Field(default=2, ge=0, le=256)
+    # On SIGTERM: how long deliveries in hand may take to finish before they are given back
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     max_attempts: int = Field(default=5, ge=1, le=50)
     retry_base_seconds: float = Field(default=2.0, ge=0)
     retry_max_seconds: float = Field(default=300.0, ge=0)

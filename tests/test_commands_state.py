@@ -22,7 +22,7 @@ async def state(db_url: str) -> AsyncIterator[CommandState]:
 
 
 async def test_a_command_line_is_claimed_once_even_by_racing_workers(state: CommandState) -> None:
-    def claim(line: int) -> Coroutine[Any, Any, bool]:
+    def claim(line: int) -> Coroutine[Any, Any, str | None]:
         return state.claim_run(
             comment_id=99,
             line=line,
@@ -33,10 +33,35 @@ async def test_a_command_line_is_claimed_once_even_by_racing_workers(state: Comm
         )
 
     first = await asyncio.gather(*(claim(1) for _ in range(6)))
-    assert sorted(first) == [False] * 5 + [True]
+    assert first.count("new") == 1 and first.count(None) == 5
     assert await claim(2)
     await state.release_run(99, 1)  # it failed: a retry may run it again
     assert await claim(1)
+
+
+async def test_a_claim_cut_off_with_its_worker_is_its_deliverys_to_run_again(
+    state: CommandState,
+) -> None:
+    def claim(line: int, delivery: str) -> Coroutine[Any, Any, str | None]:
+        return state.claim_run(
+            comment_id=7,
+            line=line,
+            repository="octo/demo",
+            pr_number=1,
+            command="ask",
+            requested_by="maintainer",
+            delivery_id=delivery,
+        )
+
+    assert await claim(1, "delivery-a") == "new"
+    assert await claim(2, "delivery-a") == "new"
+    # Worker A died mid-command: the queue hands delivery A out again, and line 1 runs again.
+    assert await claim(1, "delivery-a") == "again"
+    # A redelivery of the comment (another delivery id) never runs it.
+    assert await claim(1, "delivery-b") is None
+    # Once finished, not even its own delivery's retry runs it again.
+    await state.finish_run(7, 2)
+    assert await claim(2, "delivery-a") is None
 
 
 async def test_pause_and_resume(state: CommandState) -> None:

@@ -74,7 +74,7 @@ def server_env(
         GITHUB_API_URL=github.url,
         AIG_GATEWAY_URL=gateway.url,
         DATABASE_URL=db_url,
-        WORKERS=str(WORKERS),
+        MAX_CONCURRENT_REVIEWS=str(WORKERS),
         POLL_INTERVAL_SECONDS="0.1",
         RETRY_BASE_SECONDS="0",
         LOG_FORMAT="text",

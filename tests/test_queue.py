@@ -266,14 +266,19 @@ async def test_intake_writer_group_commits_concurrent_submissions(queue: Deliver
     assert 1 <= commits < 80
 
 
-async def test_stop_releases_nothing_and_keeps_running_work_recoverable(
+async def test_stop_gives_unfinished_work_back_to_the_queue_at_once(
     queue: DeliveryQueue,
 ) -> None:
     started = asyncio.Event()
+    cancelled = asyncio.Event()
 
     async def handle(delivery: Delivery) -> None:
         started.set()
-        await asyncio.sleep(60)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
 
     workers = pool(queue, handle)
     workers.start()
@@ -281,8 +286,74 @@ async def test_stop_releases_nothing_and_keeps_running_work_recoverable(
     workers.notify()
     await asyncio.wait_for(started.wait(), 5)
     await workers.stop(grace_seconds=0.05)
+    assert cancelled.is_set()
     row = await queue.get("slow")
-    assert row is not None and row.status == RUNNING
-    assert await queue.release_all_leases() == 1
-    row = await queue.get("slow")
+    # Queued again, claimable by anyone now (no lease to wait out), its attempt not counted.
     assert row is not None and row.status == QUEUED
+    assert row.lease_expires_at is None and row.attempts == 0
+    again = await queue.claim("another-replica")
+    assert again is not None and again.id == "slow" and again.attempts == 1
+
+
+async def test_stop_lets_work_in_hand_finish_within_the_grace_period(
+    queue: DeliveryQueue,
+) -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+    claimed_during_stop: list[str] = []
+
+    async def handle(delivery: Delivery) -> None:
+        if delivery.id == "first":
+            started.set()
+            await release.wait()
+        else:
+            claimed_during_stop.append(delivery.id)
+
+    workers = pool(queue, handle)
+    workers.start()
+    await queue.insert_batch([new("first")])
+    workers.notify()
+    await asyncio.wait_for(started.wait(), 5)
+    stopping = asyncio.create_task(workers.stop(grace_seconds=30))
+    await asyncio.sleep(0.05)
+    await queue.insert_batch([new("second")])
+    workers.notify()
+    release.set()
+    await asyncio.wait_for(stopping, 10)
+    first, second = await queue.get("first"), await queue.get("second")
+    assert first is not None and first.status == DONE
+    # A stopping pool claims nothing new.
+    assert second is not None and second.status == QUEUED and claimed_during_stop == []
+
+
+async def test_many_deliveries_are_handled_at_once_up_to_the_pools_count(
+    queue: DeliveryQueue,
+) -> None:
+    gate = asyncio.Event()
+    in_hand: list[str] = []
+    most = 0
+
+    async def handle(delivery: Delivery) -> None:
+        nonlocal most
+        in_hand.append(delivery.id)
+        most = max(most, len(in_hand))
+        await gate.wait()
+        in_hand.remove(delivery.id)
+
+    workers = pool(queue, handle, count=5)
+    workers.start()
+    try:
+        await queue.insert_batch([new(f"d{i}") for i in range(8)])
+        workers.notify(8)
+        for _ in range(500):
+            if len(in_hand) == 5:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # room for a sixth, were the bound not kept
+        assert len(in_hand) == 5 and workers.in_hand == 5
+        gate.set()
+        for i in range(8):
+            await wait_for_status(queue, f"d{i}", DONE)
+    finally:
+        await workers.stop()
+    assert most == 5

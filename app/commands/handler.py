@@ -135,18 +135,22 @@ async def on_issue_comment(
     number, comment_id = int(issue["number"]), int(comment["id"])
     requester = str(user.get("login") or "")
     state = CommandState(ctx.services.db)
-    claimed = [
-        c
-        for c in commands
-        if await state.claim_run(
+    claimed: list[Command] = []
+    again: set[int] = set()  # lines whose earlier run was cut off with its worker
+    for c in commands:
+        claim = await state.claim_run(
             comment_id=comment_id,
             line=c.line,
             repository=repository,
             pr_number=number,
             command=c.name,
             requested_by=requester,
+            delivery_id=ctx.delivery_id,
         )
-    ]
+        if claim is not None:
+            claimed.append(c)
+            if claim == "again":
+                again.add(c.line)
     if not claimed:
         if commands:
             ctx.log.info("commands of comment %s ran already", comment_id)
@@ -158,6 +162,13 @@ async def on_issue_comment(
         asking = _Asking(Invocation(gh, ctx, pr, loaded, claimed[0], requester))
         lines = body.splitlines()
         for command in claimed:
+            if command.line in again and await find_comment(
+                gh, repository, number, reply_tag(comment_id, command.line)
+            ):
+                # Its reply landed before the worker died: the command ran to its end.
+                await state.finish_run(comment_id, command.line)
+                done += 1
+                continue
             outcome = await _run(Invocation(gh, ctx, pr, loaded, command, requester), asking)
             await _reply(
                 gh,
@@ -169,6 +180,7 @@ async def on_issue_comment(
                 answer=outcome.text,
                 slug=slug,
             )
+            await state.finish_run(comment_id, command.line)
             ok, done = ok and outcome.ok, done + 1
     except Exception:
         # Give back what did not finish, so the queue's retry of this delivery runs it.

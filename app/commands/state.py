@@ -1,13 +1,18 @@
 """What commands remember: which command lines ran, and which pull requests are paused.
 
 A command line is claimed before it runs (an ``INSERT`` that does nothing on conflict), so a
-redelivered or retried delivery of the same comment finds the claim and runs nothing twice. A
-command that fails gives its claim back, so the queue's retry of the delivery runs it again.
+redelivered delivery of the same comment finds the claim and runs nothing twice. A command that
+fails gives its claim back, so the queue's retry of the delivery runs it again; one that
+finishes is marked so. A claim neither finished nor given back was cut off with its worker
+(killed, or its lease lost): it stays the claiming delivery's, and that delivery, handed out
+again by the queue, runs the command again (its reply is found by its marker, not posted twice).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from typing import Literal
+
+from sqlalchemy import delete, select, update
 
 from app.store.db import Database
 from app.store.tables import command_runs, paused_pulls
@@ -29,8 +34,10 @@ class CommandState:
         pr_number: int,
         command: str,
         requested_by: str,
-    ) -> bool:
-        """True the first time this (comment, line) is seen: the caller runs the command."""
+        delivery_id: str | None = None,
+    ) -> Literal["new", "again"] | None:
+        """True when the caller is to run the command: the first time this (comment, line) is
+        seen, or again for the delivery that claimed it and never finished it."""
         statement = (
             self.db.insert(command_runs)
             .values(
@@ -41,12 +48,32 @@ class CommandState:
                 command=command[:40],
                 requested_by=requested_by[:100],
                 created_at=utcnow(),
+                delivery_id=delivery_id,
             )
             .on_conflict_do_nothing()
         )
         async with self.db.write() as conn:
             result = await conn.execute(statement)
-            return bool(result.rowcount == 1)
+            if result.rowcount == 1:
+                return "new"
+            if delivery_id is None:
+                return None
+            cut_off = select(command_runs.c.comment_id).where(
+                command_runs.c.comment_id == comment_id,
+                command_runs.c.line == line,
+                command_runs.c.delivery_id == delivery_id,
+                command_runs.c.finished_at.is_(None),
+            )
+            return "again" if (await conn.execute(cut_off)).first() is not None else None
+
+    async def finish_run(self, comment_id: int, line: int) -> None:
+        """The command ran to its end (its reply posted): no retry runs it again."""
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(command_runs)
+                .where(command_runs.c.comment_id == comment_id, command_runs.c.line == line)
+                .values(finished_at=utcnow())
+            )
 
     async def release_run(self, comment_id: int, line: int) -> None:
         """Give a claim back: the command failed before it finished."""

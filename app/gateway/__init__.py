@@ -27,14 +27,13 @@ from app.gateway.clients import (
     AnswerCall,
     CallFailure,
     CallMetadata,
-    Clock,
     RetryPolicy,
     ReviewCall,
     Reviewer,
-    Sleep,
 )
 from app.gateway.openai_adapter import OpenAIReviewer
 from app.gateway.pricing import PRICES, Cost, ModelPrice, Usage, compute_cost, max_cost, price_for
+from app.gateway.throttle import Clock, ProviderGate, Sleep
 from app.gateway.urls import (
     GatewayConfigError,
     ProviderEndpoint,
@@ -60,6 +59,7 @@ __all__ = [
     "ModelPrice",
     "OpenAIReviewer",
     "ProviderEndpoint",
+    "ProviderGate",
     "RetryPolicy",
     "ReviewCall",
     "Reviewer",
@@ -135,7 +135,6 @@ def build_reviewers(
     timeout = http_timeout if http_timeout is not None else settings.model_timeout_seconds
     retry = RetryPolicy.from_settings(settings, sleep=sleep, clock=clock, jitter=jitter)
     secrets = secret_values(settings)
-    max_connections = max(16, settings.review_concurrency * 4)
     shared: dict[str, Any] = {
         "gateway_url": gateway,
         "gateway_token": token,
@@ -145,10 +144,21 @@ def build_reviewers(
         "retry": retry,
         "secrets": secrets,
         "prices": prices,
-        "max_connections": max_connections,
     }
-    claude = AnthropicReviewer(endpoint=anthropic_ep, model=settings.anthropic_model, **shared)
+    # A connection per call in flight: the gate, not the pool, is what makes calls wait.
+    claude = AnthropicReviewer(
+        endpoint=anthropic_ep,
+        model=settings.anthropic_model,
+        max_concurrency=settings.anthropic_max_concurrency,
+        max_connections=settings.anthropic_max_concurrency,
+        **shared,
+    )
     gpt = OpenAIReviewer(
-        endpoint=openai_ep, model=settings.openai_model, strict=openai_strict, **shared
+        endpoint=openai_ep,
+        model=settings.openai_model,
+        strict=openai_strict,
+        max_concurrency=settings.openai_max_concurrency,
+        max_connections=settings.openai_max_concurrency,
+        **shared,
     )
     return GatewayClients(anthropic=claude, openai=gpt)

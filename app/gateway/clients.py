@@ -33,7 +33,7 @@ import logging
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Protocol
@@ -41,14 +41,13 @@ from typing import Any, Final, Protocol
 from pydantic import SecretStr, ValidationError
 
 from app.gateway.pricing import PRICES, ModelPrice, Usage, compute_cost
+from app.gateway.throttle import Clock, ProviderGate, Sleep
 from app.gateway.urls import ProviderEndpoint, make_http_client
 from app.review.model import ModelReview
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-Sleep = Callable[[float], Awaitable[None]]
-Clock = Callable[[], float]
 
 METADATA_HEADER: Final = "cf-aig-metadata"
 LOG_ID_HEADER: Final = "cf-aig-log-id"
@@ -421,8 +420,16 @@ class StructuredReviewer(ABC):
         secrets: Sequence[str] = (),
         prices: Mapping[str, ModelPrice] = PRICES,
         max_connections: int = 100,
+        max_concurrency: int | None = None,
     ) -> None:
         self.endpoint = endpoint
+        # Shared by every call of this reviewer, so by every review in the process.
+        self.gate = ProviderGate(
+            self.provider,
+            max_concurrency or max_connections,
+            sleep=retry.sleep,
+            clock=retry.clock,
+        )
         # The guarded client: the gateway token only reaches URLs under the gateway.
         self._http = make_http_client(
             gateway_url=gateway_url,
@@ -625,17 +632,18 @@ class StructuredReviewer(ABC):
         policy = self._retry
         retries = 0
         while True:
-            tally.attempts += 1
             try:
-                async with asyncio.timeout(self._timeout):
-                    turn = await self._request(
-                        system=system,
-                        messages=messages,
-                        model=model,
-                        max_tokens=max_tokens,
-                        metadata=metadata,
-                        free_text=free_text,
-                    )
+                async with self.gate.slot():
+                    tally.attempts += 1
+                    async with asyncio.timeout(self._timeout):
+                        turn = await self._request(
+                            system=system,
+                            messages=messages,
+                            model=model,
+                            max_tokens=max_tokens,
+                            metadata=metadata,
+                            free_text=free_text,
+                        )
             except TimeoutError:
                 failure = CallFailure("timeout", retryable=True)
             except CallFailure as exc:
@@ -655,6 +663,7 @@ class StructuredReviewer(ABC):
                 return turn
             if failure.log_id:
                 tally.log_ids.append(failure.log_id)
+            shared_pause = self._pause_for_rate_limit(failure)
             if not failure.retryable or retries >= policy.max_retries:
                 raise failure
             if failure.retry_after is not None:
@@ -677,7 +686,20 @@ class StructuredReviewer(ABC):
                     "log_id": failure.log_id,
                 },
             )
-            await policy.sleep(delay)
+            if not shared_pause:
+                await policy.sleep(delay)
+            # else: the gate holds this retry, with every other call, until the pause ends.
+
+    def _pause_for_rate_limit(self, failure: CallFailure) -> bool:
+        """A load 429 that names its wait pauses the provider's calls for the whole process,
+        whether or not this call retries; True when it did."""
+        wait = failure.retry_after
+        if failure.status != 429 or not failure.retryable or wait is None:
+            return False
+        if wait > self._retry.max_retry_after:
+            return False  # such a call gives up; the others find out for themselves
+        self.gate.pause(wait)
+        return True
 
     def _log_failure(
         self, model: str, metadata: CallMetadata, failure: CallFailure, tally: _Tally

@@ -134,6 +134,9 @@ class OpenAIReviewer(StructuredReviewer):
             timeout=self._timeout,
             max_retries=0,
         )
+        # The SDK builds its resources (and imports their modules) on first use: now, at
+        # start, rather than inside the first review.
+        self._create = self._client.chat.completions.with_raw_response.create
         self._response_format = response_format(strict=strict)
 
     async def aclose(self) -> None:
@@ -161,7 +164,7 @@ class OpenAIReviewer(StructuredReviewer):
         if self._temperature is not None and accepts_temperature(model):
             temperature = self._temperature
         try:
-            raw = await self._client.chat.completions.with_raw_response.create(
+            raw = await self._create(
                 model=model,
                 messages=conversation,
                 max_completion_tokens=max_tokens,

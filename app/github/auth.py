@@ -1,22 +1,32 @@
 """GitHub App authentication: the App JWT and a cache of installation tokens.
 
-gidgethub builds the JWT (``iat`` backdated 60 s, expiry within ten minutes) and exchanges it for
-an installation token; what it lacks is the cache. Tokens live an hour; one is reused until five
-minutes before it expires, and a per-installation lock makes concurrent deliveries for the same
-installation share a single refresh instead of each asking GitHub for a new token.
+gidgethub builds the JWT (``iat`` backdated 60 s, expiry within ten minutes, reused by its
+client until shortly before) and exchanges it for an installation token; what it lacks is the
+token cache. Tokens live an hour; one is reused until five minutes before it expires, and a
+per-installation lock makes concurrent deliveries for the same installation share a single
+refresh instead of each asking GitHub for a new token.
+
+The PEM key is parsed once (parsing checks the RSA key and costs tens of milliseconds; signing
+with the parsed key costs about one), and ``warm`` does that and fetches the tokens of the
+installations the server expects to hear from, so the first review after a start pays for
+neither.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
 import aiohttp
-from gidgethub import apps
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from gidgethub.aiohttp import GitHubAPI
+
+log = logging.getLogger(__name__)
 
 USER_AGENT = "aigateway"
 REFRESH_BEFORE_EXPIRY_S = 5 * 60
@@ -64,17 +74,42 @@ class AppAuth:
         self._locks: dict[int, asyncio.Lock] = {}
         self._identity: AppIdentity | None = None
         self._identity_lock = asyncio.Lock()
+        self._jwt_api: GitHubAPI | None = None
         self.token_requests = 0
 
     def jwt_client(self) -> GitHubAPI:
-        """A client that authenticates as the App itself (for /app and token exchange)."""
-        return GitHubAPI(
-            self._session,
-            USER_AGENT,
-            app_id=self.app_id,
-            private_key=self._private_key,
-            base_url=self.api_url,
-        )
+        """A client that authenticates as the App itself (for /app and token exchange).
+
+        One client for the process: gidgethub keeps the App JWT it signed on the client and
+        reuses it until shortly before it expires. It signs with the key parsed once.
+        """
+        if self._jwt_api is None:
+            try:
+                key: Any = load_pem_private_key(self._private_key.encode("utf-8"), password=None)
+            except (ValueError, TypeError):
+                key = self._private_key  # let the signer report what is wrong with it
+            self._jwt_api = GitHubAPI(
+                self._session,
+                USER_AGENT,
+                app_id=self.app_id,
+                # PyJWT signs with a parsed key as readily as with PEM text.
+                private_key=cast(str, key),
+                base_url=self.api_url,
+            )
+        return self._jwt_api
+
+    async def warm(self, installation_ids: Iterable[int] = ()) -> None:
+        """Parse the key and fetch tokens ahead of the first delivery; failures only log."""
+        self.jwt_client()
+        for installation_id in installation_ids:
+            try:
+                await self.installation_token(installation_id)
+            except Exception as exc:  # the installation may be gone; a delivery will tell
+                log.info(
+                    "could not fetch a token for installation %s ahead of time: %s",
+                    installation_id,
+                    type(exc).__name__,
+                )
 
     async def installation_token(self, installation_id: int) -> str:
         cached = self._tokens.get(installation_id)
@@ -91,11 +126,10 @@ class AppAuth:
                 current.fresh(now) or (current is not stale and now < current.expires_at - 60)
             ):
                 return current.token
-            response = await apps.get_installation_access_token(
-                self.jwt_client(),
-                installation_id=str(installation_id),
-                app_id=self.app_id,
-                private_key=self._private_key,
+            response = await self.jwt_client().post(
+                "/app/installations/{installation_id}/access_tokens",
+                {"installation_id": str(installation_id)},
+                data=b"",
             )
             self.token_requests += 1
             token = str(response["token"])

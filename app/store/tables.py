@@ -298,6 +298,10 @@ command_runs = Table(
     Column("command", String(40), nullable=False),
     Column("requested_by", String(100), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    # The delivery whose handler claimed it; a claim not yet finished is that delivery's to
+    # run again when the queue hands it out after its worker died.
+    Column("delivery_id", String(100), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
 )
 
 # Pull requests whose automatic reviews a person paused with ``/pause`` (``/resume`` deletes the row).
