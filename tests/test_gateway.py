@@ -34,6 +34,7 @@ from app.gateway.anthropic_adapter import accepts_temperature as anthropic_accep
 from app.gateway.clients import parse_retry_after
 from app.gateway.openai_adapter import accepts_temperature as openai_accepts_temperature
 from app.gateway.openai_adapter import strict_review_schema
+from app.gateway.throttle import ProviderGate
 from app.gateway.urls import BYOK_PLACEHOLDER, make_http_client
 from app.review.model import Category, Finding, Severity, Verdict, review_json_schema
 from app.settings import Settings
@@ -974,3 +975,96 @@ async def test_a_2xx_body_in_no_known_format_is_an_invalid_response(
     call = await review(clients, provider)
     assert (call.review, call.error, call.attempts) == (None, "invalid response", 1)
     assert timer.sleeps == []
+
+
+# --------------------------------------------------------------------------- the provider gate
+
+
+class HeldSleep:
+    """An injected sleep that records each wait and holds it until released (no real time)."""
+
+    def __init__(self, clock: FakeTimer) -> None:
+        self.timer = clock
+        self.waits: list[float] = []
+        self.release = asyncio.Event()
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        await self.release.wait()
+        self.timer.now += seconds
+
+
+async def call_once(reviewer: Any) -> ReviewCall:
+    result: ReviewCall = await reviewer.review(
+        system="You review code.", prompt="diff --git a/x b/x", metadata=METADATA
+    )
+    return result
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_calls_in_flight_stay_within_the_providers_limit(
+    settings_for: Callable[..., Settings], gateway: FakeGateway, provider: Provider
+) -> None:
+    release = asyncio.Event()
+
+    async def slow(request: RecordedRequest) -> Outcome:
+        await release.wait()
+        script = gateway.script(provider)
+        return Reply(script.review, script.usage)
+
+    gateway.script(provider).respond_with(slow)
+    settings = settings_for(anthropic_max_concurrency=3, openai_max_concurrency=3)
+    async with build_reviewers(settings, http_timeout=30) as clients:
+        reviewer = clients.anthropic if provider == "anthropic" else clients.openai
+        calls = [asyncio.create_task(call_once(reviewer)) for _ in range(8)]
+        for _ in range(500):
+            if len(gateway.requests_for(provider)) == 3:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # room for a fourth, were the bound not kept
+        assert len(gateway.requests_for(provider)) == 3 and reviewer.gate.in_flight == 3
+        release.set()
+        results = await asyncio.gather(*calls)
+    assert all(r.ok for r in results)
+    assert gateway.max_in_flight(provider) == 3
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_rate_limit_pauses_every_call_of_the_provider(
+    settings_for: Callable[..., Settings],
+    gateway: FakeGateway,
+    timer: FakeTimer,
+    provider: Provider,
+) -> None:
+    gateway.script(provider).push(HttpError(429, retry_after=5))
+    held = HeldSleep(timer)
+    clients = build_reviewers(
+        settings_for(), http_timeout=30, sleep=held, clock=timer.clock, jitter=lambda: 1.0
+    )
+    async with clients:
+        reviewer = clients.anthropic if provider == "anthropic" else clients.openai
+        first = asyncio.create_task(call_once(reviewer))
+        for _ in range(500):
+            if held.waits:
+                break
+            await asyncio.sleep(0.01)
+        assert held.waits == [5.0] and reviewer.gate.paused_for == 5.0
+        # Calls that start during the pause wait it out before sending anything.
+        others = [asyncio.create_task(call_once(reviewer)) for _ in range(3)]
+        await asyncio.sleep(0.2)
+        assert len(gateway.requests_for(provider)) == 1
+        assert held.waits == [5.0] * 4
+        # The other provider is not held.
+        other: Provider = "openai" if provider == "anthropic" else "anthropic"
+        assert (await call_once(clients.by_provider(other))).ok
+        held.release.set()
+        results = await asyncio.gather(first, *others)
+    assert all(r.ok for r in results)
+    assert [r.attempts for r in results] == [2, 1, 1, 1]
+    assert len(gateway.requests_for(provider)) == 5
+    assert reviewer.gate.pauses == 1
+
+
+async def test_a_gate_needs_room_for_one_call() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        ProviderGate("anthropic", 0)
