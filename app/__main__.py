@@ -51,6 +51,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         overrides["host"] = args.host
     if args.port is not None:
         overrides["port"] = args.port
+    if getattr(args, "web_only", False):
+        overrides["serve_role"] = "web"
+    elif getattr(args, "workers_only", False):
+        overrides["serve_role"] = "workers"
     settings = _load_settings(**overrides)
     settings.check_for_server()
     redactor = configure_logging(
@@ -581,6 +585,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--log-format", choices=["json", "text"], default=None)
+    split = serve.add_mutually_exclusive_group()
+    split.add_argument(
+        "--web-only",
+        action="store_true",
+        help="only take webhooks and store them (PostgreSQL; other replicas do the work)",
+    )
+    split.add_argument(
+        "--workers-only",
+        action="store_true",
+        help="only do the queue's work, no /webhook (PostgreSQL; other replicas take webhooks)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     mig = sub.add_parser("migrate", help="apply database migrations")

@@ -30,6 +30,7 @@ from prometheus_client import Counter as PromCounter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import __version__
+from app.cluster import ClusterBus, listen_dsn
 from app.config_loader import ConfigLoader
 from app.feedback.registry import FeedbackStore
 from app.gateway import GatewayConfigError, build_reviewers
@@ -71,6 +72,9 @@ REDACTOR = web.AppKey("redactor", RedactingFilter)
 ROUTER = web.AppKey("router", RecordingRouter)
 SWEEPERS = web.AppKey("sweepers", Sweepers)
 PENDING = web.AppKey("intake_pending", PendingLimit)
+CLUSTER = web.AppKey("cluster", ClusterBus)
+#: What this process serves: webhooks (``web``), the queue's work (``workers``), or both.
+ROLE = web.AppKey("role", str)
 
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=10, sock_read=50)
 
@@ -82,8 +86,10 @@ def create_app(
     redactor: RedactingFilter | None = None,
 ) -> web.Application:
     settings.check_for_server()
+    role = settings.serve_role if run_workers else "web"
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
+    app[ROLE] = role
     app[METRICS] = Metrics()
     app[STARTED] = time.monotonic()
     app[ROUTER] = build_router()
@@ -96,7 +102,8 @@ def create_app(
         app[REDACTOR] = redactor
     if settings.operator_token is not None:
         app[operator_endpoints.TOKEN] = settings.operator_token
-    app.router.add_post("/webhook", webhook_view)
+    if role != "workers":
+        app.router.add_post("/webhook", webhook_view)
     app.router.add_get("/healthz", healthz_view)
     app.router.add_get("/healthz/detail", operator_endpoints.operator_only(health_detail_view))
     app.router.add_get("/metrics", operator_endpoints.operator_only(metrics_view))
@@ -119,7 +126,7 @@ def create_app(
                 shared=[SERVICES, METRICS, STARTED],
             )
         )
-    if run_workers:
+    if role != "web":
         app.cleanup_ctx.append(_workers_ctx)
         app.cleanup_ctx.append(_action_timers_ctx)
         app.cleanup_ctx.append(_sweepers_ctx)
@@ -156,15 +163,27 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         register_health_metrics(services.health, app[METRICS].registry)
         _build_review_stack(services)
         app[SERVICES] = services
-        intake = create_intake(
-            queue,
-            secret=settings.webhook_secret,
-            routes=app[ROUTER].table(),
-            on_commit=lambda n: _notify_workers(app, n),
-            on_answered=lambda answered: _count_answered(app, answered),
-        )
-        intake.start()
-        app[INTAKE] = intake
+        bus: ClusterBus | None = None
+        if not settings.is_sqlite:
+            # Other replicas may share the database: hear their work and heads, tell ours.
+            bus = ClusterBus(
+                listen_dsn(settings.database_url),
+                on_work=lambda n: _notify_workers(app, n),
+                on_head=services.coordinator.note_head,
+            )
+            bus.start()
+            app[CLUSTER] = bus
+        intake: Intake | None = None
+        if app[ROLE] != "workers":
+            intake = create_intake(
+                queue,
+                secret=settings.webhook_secret,
+                routes=app[ROUTER].table(),
+                on_commit=lambda n: _stored(app, n),
+                on_answered=lambda answered: _count_answered(app, answered),
+            )
+            intake.start()
+            app[INTAKE] = intake
         warming = asyncio.create_task(_warm(services), name="warm-up")
         try:
             yield
@@ -172,7 +191,10 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
             warming.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await warming
-            await intake.stop()
+            if intake is not None:
+                await intake.stop()
+            if bus is not None:
+                await bus.stop()
             if services.gateway is not None:
                 await services.gateway.aclose()
     finally:
@@ -226,6 +248,15 @@ async def _record_decision(
         outbox=Outbox(services.db),
         installation_id=installation_id,
     )
+
+
+def _stored(app: web.Application, count: int) -> None:
+    """Intake committed ``count`` deliveries that need handling: wake workers here and on the
+    other replicas."""
+    _notify_workers(app, count)
+    bus = app.get(CLUSTER)
+    if bus is not None:
+        bus.publish_work(count)
 
 
 def _notify_workers(app: web.Application, count: int) -> None:
@@ -347,6 +378,9 @@ async def webhook_view(request: web.Request) -> web.Response:
     if status == 202:
         if result.head is not None and result.pr_key is not None:
             app[SERVICES].coordinator.note_head(result.pr_key, result.head)
+            bus = app.get(CLUSTER)
+            if bus is not None:
+                bus.publish_head(result.pr_key, result.head)
     elif status == 503:
         log.error("could not store a delivery: %s", result.error)
     elif status >= 400:

@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     workers: int = Field(default=2, ge=0, le=256)
     # On SIGTERM: how long deliveries in hand may take to finish before they are given back
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    # What `serve` runs: both (all), intake only (web), or the queue's work only (workers);
+    # the split needs PostgreSQL, shared by the replicas
+    serve_role: Literal["all", "web", "workers"] = "all"
     max_attempts: int = Field(default=5, ge=1, le=50)
     retry_base_seconds: float = Field(default=2.0, ge=0)
     retry_max_seconds: float = Field(default=300.0, ge=0)
@@ -238,6 +241,11 @@ class Settings(BaseSettings):
         if token is not None and len(token.get_secret_value()) < MIN_OPERATOR_TOKEN_LENGTH:
             raise SettingsError(
                 f"OPERATOR_TOKEN must be at least {MIN_OPERATOR_TOKEN_LENGTH} characters long"
+            )
+        if self.serve_role != "all" and self.is_sqlite:
+            raise SettingsError(
+                f"serving {self.serve_role} only needs PostgreSQL (DATABASE_URL="
+                "postgresql+asyncpg://...): one process owns a SQLite file, so it takes both roles"
             )
         if self.operator_port is not None and self.operator_port == self.port != 0:
             raise SettingsError("OPERATOR_PORT must differ from PORT")
