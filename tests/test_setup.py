@@ -250,6 +250,22 @@ async def test_a_stale_code_gets_a_clear_page_and_nothing_is_written(
     assert not options.env_path.exists() and not outcome.done.is_set()
 
 
+async def test_when_github_fails_the_same_redirect_can_be_tried_again(
+    github: FakeGitHub, setup_page: tuple[str, SetupOptions, SetupOutcome]
+) -> None:
+    page_url, options, outcome = setup_page
+    github.fail_next("POST", r"^/app-manifests/", 502)
+    async with aiohttp.ClientSession() as session:
+        callback = await _post_manifest(session, page_url)
+        async with session.get(callback) as response:
+            assert response.status == 502
+            assert "HTTP 502" in await response.text()
+        assert not options.env_path.exists()
+        async with session.get(callback) as response:  # a reload: the code was never used
+            assert response.status == 200
+    assert outcome.creds is not None and options.env_path.exists()
+
+
 async def test_existing_settings_are_not_overwritten_and_the_code_is_kept(
     github: FakeGitHub, setup_page: tuple[str, SetupOptions, SetupOutcome]
 ) -> None:
@@ -285,6 +301,10 @@ async def test_serve_without_credentials_points_to_setup(tmp_path: Path) -> None
     status, _out, err = await run_cli("serve", env={"GITHUB_APP_ID": "3"}, cwd=tmp_path)
     assert status == 2
     assert "missing required settings: GITHUB_WEBHOOK_SECRET, GITHUB_PRIVATE_KEY" in err
+    status, out, _err = await run_cli("doctor", "--dry", env={}, cwd=tmp_path)
+    assert status == 1
+    assert re.search(r"^FAIL +App credentials +no GitHub App is configured", out, re.M), out
+    assert "fix: run `python -m app setup`" in out
 
 
 async def test_setup_refuses_before_serving_when_settings_exist(tmp_path: Path) -> None:

@@ -120,6 +120,8 @@ async def check_app_key(settings: Settings, session: aiohttp.ClientSession) -> C
         pem = _key_pem(settings)
     except SettingsError:
         return Check(name, False, "skipped: no usable App key", "see the App credentials check")
+    if not settings.github_app_id:
+        return Check(name, False, "skipped: no App id", "see the App credentials check")
     api = settings.github_api_url
     try:
         token = apps.get_jwt(app_id=str(settings.github_app_id), private_key=pem)

@@ -65,8 +65,12 @@ def conflicts(env_path: Path, *, api_url: str) -> list[str]:
     """What a write without ``--force`` would overwrite, for the refusal message."""
     found: list[str] = []
     current = existing_settings(env_path)
-    for name in (*APP_KEYS, *_api_keys(api_url)):
+    for name in APP_KEYS:
         if current.get(name):
+            found.append(f"{name} in {env_path}")
+    # A GHES API URL set beforehand is no conflict when it is the one setup would write.
+    for name in _api_keys(api_url):
+        if current.get(name) and current[name] != api_url:
             found.append(f"{name} in {env_path}")
     key = key_path_for(env_path)
     if key.exists():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import os
 import re
 import secrets
 import sys
@@ -63,9 +64,14 @@ class StateBook:
         self._issued[state] = now
         return state
 
-    def redeem(self, state: str) -> bool:
+    def redeem(self, state: str) -> float | None:
+        """When ``state`` was issued, if it is still good; it is good no more after this."""
         issued = self._issued.pop(state, None)
-        return issued is not None and self.clock() - issued <= self.ttl
+        return issued if issued is not None and self.clock() - issued <= self.ttl else None
+
+    def restore(self, state: str, issued: float) -> None:
+        """Make a redeemed state good again (its code could not be tried: GitHub was down)."""
+        self._issued[state] = issued
 
 
 @dataclass
@@ -155,7 +161,8 @@ async def index(request: web.Request) -> web.Response:
 async def callback(request: web.Request) -> web.Response:
     options, outcome = request.app[OPTIONS], request.app[OUTCOME]
     code, state = request.query.get("code", ""), request.query.get("state", "")
-    if not state or not request.app[STATES].redeem(state):
+    issued = request.app[STATES].redeem(state) if state else None
+    if issued is None:
         return _page(
             "This link is not valid here",
             _again(
@@ -182,6 +189,8 @@ async def callback(request: web.Request) -> web.Response:
     try:
         creds = await exchange_code(request.app[SESSION], options.api_url, code)
     except ConversionError as exc:
+        if not exc.stale:  # the code is still good: reloading this page tries it again
+            request.app[STATES].restore(state, issued)
         return _page(
             "The code cannot be used" if exc.stale else "GitHub did not answer",
             _again(exc.message),
@@ -192,7 +201,17 @@ async def callback(request: web.Request) -> web.Response:
             options.env_path, creds, api_url=options.api_url, force=options.force
         )
     except EnvFileError as exc:
-        return _page("Could not write the settings", _again(str(exc)), status=500)
+        # The App exists, and GitHub shows its key only once: say where to make a new one.
+        return _page(
+            "Could not write the settings",
+            _again(
+                f"{exc}. The App {creds.slug} (id {creds.id}) was created: generate a private "
+                f"key and set a webhook secret in its settings ({creds.html_url}), then set "
+                "GITHUB_APP_ID, GITHUB_PRIVATE_KEY_PATH and GITHUB_WEBHOOK_SECRET by hand, or "
+                "delete the App and run setup again."
+            ),
+            status=500,
+        )
     outcome.creds, outcome.written = creds, written
     outcome.done.set()
     install = html.escape(creds.install_url)
@@ -238,6 +257,9 @@ def check_options(options: SetupOptions) -> None:
     build_manifest(
         options.app_yml, public_url=options.public_url, redirect_url="http://x/", name=options.name
     )
+    folder = options.env_path.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise SetupError(f"cannot write in {folder} (where the settings and key go)")
     if not options.force:
         found = conflicts(options.env_path, api_url=options.api_url)
         if found:
