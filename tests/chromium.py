@@ -118,15 +118,17 @@ async def launch(profile: Path) -> AsyncIterator[Page]:
         drain = asyncio.create_task(_drain(proc.stderr))
         port = re.search(r":(\d+)/", endpoint)
         assert port is not None
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"http://127.0.0.1:{port.group(1)}/json/list") as response:
-                targets = await response.json()
-            page_ws = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
-            async with session.ws_connect(page_ws, max_msg_size=0) as ws:
-                page = Page(ws)
-                await page.send("Page.enable")
-                yield page
-        drain.cancel()
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"http://127.0.0.1:{port.group(1)}/json/list") as response:
+                    targets = await response.json()
+                page_ws = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
+                async with session.ws_connect(page_ws, max_msg_size=0) as ws:
+                    page = Page(ws)
+                    await page.send("Page.enable")
+                    yield page
+        finally:
+            drain.cancel()
     finally:
         if proc.returncode is None:
             proc.terminate()
