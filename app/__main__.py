@@ -577,6 +577,18 @@ def _days(value: str) -> float:
     return days
 
 
+def cmd_setup(args: argparse.Namespace) -> int:
+    from app.setup.cli import setup_command
+
+    return setup_command(**{k: v for k, v in vars(args).items() if k not in {"command", "func"}})
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from app.setup.cli import doctor_command
+
+    return doctor_command(dry=args.dry)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     sub = parser.add_subparsers(dest="command")
@@ -658,6 +670,22 @@ def build_parser() -> argparse.ArgumentParser:
     cc = sub.add_parser("check-config", help="validate a .github/aigateway.yml file")
     cc.add_argument("file")
     cc.set_defaults(func=cmd_check_config)
+
+    st = sub.add_parser("setup", help="register the GitHub App from app.yml (manifest flow)")
+    st.add_argument("--url", dest="public_url", default=None, help="this server's public URL")
+    st.add_argument("--org", default=None, help="register the App for this organization")
+    st.add_argument("--github-url", default="https://github.com", help="GitHub (or GHES) web URL")
+    st.add_argument("--name", default=None, help="the App's name (default: app.yml's)")
+    st.add_argument("--env-file", default=".env", help="where the settings are written")
+    st.add_argument("--manifest", default=None, help="app.yml to register (default: ./app.yml)")
+    st.add_argument("--force", action="store_true", help="replace existing App settings")
+    st.add_argument("--host", default="127.0.0.1", help="the setup page's address")
+    st.add_argument("--port", type=int, default=3000, help="the setup page's port (0: any)")
+    st.set_defaults(func=cmd_setup)
+
+    dr = sub.add_parser("doctor", help="check the App key, webhook secret, gateway and database")
+    dr.add_argument("--dry", action="store_true", help="check gateway settings without calling it")
+    dr.set_defaults(func=cmd_doctor)
     return parser
 
 

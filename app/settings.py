@@ -235,6 +235,12 @@ class Settings(BaseSettings):
             missing.append("GITHUB_APP_ID")
         if self.github_private_key is None and self.github_private_key_path is None:
             missing.append("GITHUB_PRIVATE_KEY (or GITHUB_PRIVATE_KEY_PATH)")
+        if len(missing) == 3:
+            raise SettingsError(
+                "no GitHub App is configured: run `python -m app setup --url PUBLIC_URL` to "
+                "register one and write its settings (or set GITHUB_APP_ID, "
+                "GITHUB_PRIVATE_KEY_PATH and GITHUB_WEBHOOK_SECRET by hand, see README.md)"
+            )
         if missing:
             raise SettingsError("missing required settings: " + ", ".join(missing))
         token = self.operator_token

@@ -52,6 +52,7 @@ import jwt
 from aiohttp import web
 
 from .git_data import GitCommit, GitDataError, GitObjects, TreeEntry, ref_json
+from .manifest_flow import ManifestFlow
 from .openapi import NO_BODY, OpenAPIValidator, load_example, missing_reason, shared_available
 
 DOCS: Final[str] = "https://docs.github.com/rest"
@@ -722,6 +723,8 @@ class FakeGitHub:
         self._delays: list[_Delay] = []
         self._extra_routes: list[Route] = []
         self._ids = 1000
+        #: GitHub's App manifest flow: the web form target and the code exchange.
+        self.manifest_flow = ManifestFlow(self)
         self._app: web.Application | None = None
         self._runner: web.AppRunner | None = None
         self._base: str | None = None
@@ -747,6 +750,7 @@ class FakeGitHub:
         """The aiohttp application (for pytest-aiohttp's ``aiohttp_server``)."""
         if self._app is None:
             app = web.Application(client_max_size=50 * 1024**2)
+            self.manifest_flow.add_web_routes(app.router)  # web pages, outside the API prefix
             app.router.add_route("*", "/{tail:.*}", self._dispatch)
             self._app = app
         return self._app
@@ -1891,6 +1895,10 @@ class FakeGitHub:
         return response
 
     # ================================================================ routes: the App
+
+    @route("POST", "/app-manifests/{code}/conversions", "apps/create-from-manifest", auth="none")
+    async def _create_from_manifest(self, ctx: Ctx) -> web.StreamResponse:
+        return await self.manifest_flow.convert(ctx)
 
     @route("GET", "/app", "apps/get-authenticated", auth="jwt")
     async def _get_app(self, ctx: Ctx) -> web.StreamResponse:
