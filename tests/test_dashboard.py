@@ -12,6 +12,8 @@ from aiohttp.test_utils import TestClient
 
 from app.dashboard.views import DASHBOARD
 from app.quota import QuotaLedger
+from app.server import create_app
+from app.settings import SettingsError
 from tests.conftest import OPERATOR_HEADERS, OPERATOR_TOKEN, SettingsFactory
 from tests.dashboard_env import (
     OURS,
@@ -296,3 +298,38 @@ async def test_an_unknown_figure_is_404(env: DashboardEnv) -> None:
     response = await env.client.get("/dashboard/api/nothing", headers=OPERATOR_HEADERS)
     assert response.status == 404
     assert "spend" in (await response.json())["error"]
+
+
+async def test_github_unreachable_is_503_not_a_crash(env: DashboardEnv) -> None:
+    await github_sign_in(env)
+    state = env.client.app[DASHBOARD]
+    assert state.access is not None
+    state.access.forget_all()
+    env.github.fail_next("GET", r"^/user$", 502, times=10)
+    response = await env.client.get("/dashboard", allow_redirects=False)
+    assert response.status == 503
+    assert "GitHub unreachable" in await response.text()
+
+
+def test_the_github_web_base_follows_the_api_url(make_settings: SettingsFactory) -> None:
+    assert make_settings(github_api_url="https://api.github.com").github_web == (
+        "https://github.com"
+    )
+    enterprise = make_settings(github_api_url="https://ghe.example.com/api/v3")
+    assert enterprise.github_web == "https://ghe.example.com"
+    assert make_settings(github_web_url="https://web.example/").github_web == "https://web.example"
+
+
+def test_half_an_oauth_configuration_is_refused(make_settings: SettingsFactory) -> None:
+    with pytest.raises(SettingsError, match="GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET"):
+        create_app(make_settings(github_client_id="Iv1.x"), run_workers=False)
+    with pytest.raises(SettingsError, match="at least 32 characters"):
+        create_app(make_settings(dashboard_session_secret="short"), run_workers=False)
+
+
+def test_no_way_to_sign_in_means_no_dashboard(make_settings: SettingsFactory) -> None:
+    app = create_app(make_settings(operator_token=None), run_workers=False)
+    assert not any(
+        r.resource is not None and r.resource.canonical.startswith("/dashboard")
+        for r in app.router.routes()
+    )

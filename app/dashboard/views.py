@@ -15,6 +15,7 @@ SameSite=Lax, limited to ``/dashboard``, and Secure when the request came over h
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,9 @@ from typing import Any, Final
 from aiohttp import web
 from pydantic import SecretStr
 
+from app.feedback.registry import FeedbackStore
 from app.operator.endpoints import bearer_matches
+from app.quota import QuotaLedger
 from app.services import Services
 from app.settings import Settings
 from app.store.types import utcnow
@@ -162,6 +165,13 @@ async def _viewer(request: web.Request) -> Viewer | None:
             access = await state.access.access(token)
         except TokenRejected:
             return None
+        except OAuthError as exc:
+            log.warning("dashboard: cannot check a GitHub user's access: %s", exc)
+            raise web.HTTPServiceUnavailable(
+                text=message_page("GitHub unreachable", f"Cannot check your access now: {exc}"),
+                content_type="text/html",
+                headers={"Retry-After": "30"},
+            ) from None
         return Viewer("github", access.login, access.repositories, csrf)
     return None
 
@@ -202,9 +212,7 @@ def _filters_or_error(request: web.Request, viewer: Viewer) -> Figures:
 
 
 async def _choices(figures: Figures) -> list[str]:
-    from app.feedback.registry import FeedbackStore
-    from app.quota import QuotaLedger
-
+    """The repositories the filter offers: every one with spend or decisions the viewer sees."""
     known = set(await QuotaLedger(figures.db).repositories())
     known |= set(await FeedbackStore(figures.db).repositories())
     if figures.scope is not None:
@@ -229,8 +237,6 @@ async def page_view(request: web.Request) -> web.StreamResponse:
 
 
 def _message(exc: web.HTTPException) -> str:
-    import json
-
     try:
         return str(json.loads(exc.text or "{}")["error"])
     except (ValueError, KeyError):
