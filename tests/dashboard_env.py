@@ -20,10 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.feedback.registry import FeedbackStore, MergeFacts
 from app.feedback.signals import Effect
-from app.policy.decisions import ActionTaken, DecisionFields, DecisionStore
+from app.policy.actions import record_decision_in
+from app.policy.autonomy import AutonomyDecision, Decision
+from app.policy.decisions import DecisionStore
 from app.policy.outbox import ActionKind, Outbox
+from app.policy.risk import RiskReport, Tier
 from app.quota import CallOutcome, QuotaLedger, Reservation
-from app.repo_config import QuotaConfig
+from app.repo_config import AutonomyMode, QuotaConfig, RepoConfig
+from app.review.pipeline import PullRequest, ReviewOutcome
 from app.review.store import PUBLISHED, ReviewStore
 from app.server import SERVICES, create_app
 from app.store.db import Database
@@ -109,7 +113,7 @@ async def seed(db: Database) -> Seeded:
         outcome=CallOutcome.REFUSED,
     )
     decided = now - timedelta(days=3)
-    feedback = FeedbackStore(db, clock=lambda: decided)
+    feedback = FeedbackStore(db)
     reviews = [
         ("octo/demo", 1, "low", 0.95, "auto_merge", 0.1734),
         ("octo/demo", 2, "medium", 0.9, "auto_merge", 0.2),
@@ -117,7 +121,7 @@ async def seed(db: Database) -> Seeded:
         (THEIRS, 7, "critical", 0.3, "escalate", 9.99),
     ]
     for repository, number, tier, confidence, decision, cost in reviews:
-        await _review(db, feedback, repository, number, tier, confidence, decision, cost)
+        await _review(db, repository, number, tier, confidence, decision, cost)
     for number, bad in ((1, False), (2, True)):
         change = await feedback.record_merge(
             MergeFacts(
@@ -153,7 +157,6 @@ def _sha(repository: str, number: int) -> str:
 
 async def _review(
     db: Database,
-    feedback: FeedbackStore,
     repository: str,
     number: int,
     tier: str,
@@ -161,8 +164,8 @@ async def _review(
     decision: str,
     cost: float,
 ) -> None:
-    """A published review and, in its transaction, its decision and registered change (as the
-    pipeline's recorder writes them)."""
+    """A published review and, in its transaction, its decision, queued action and registered
+    change, written by the pipeline's own recorder."""
     store = ReviewStore(db)
     head = _sha(repository, number)
     row = await store.start(
@@ -174,35 +177,40 @@ async def _review(
         incremental_from=None,
     )
 
-    async def also(conn: AsyncConnection) -> None:
-        decision_id = await DecisionStore(db).record_in(
-            conn,
+    outcome = ReviewOutcome(
+        status=PUBLISHED,
+        pr=PullRequest(
             repository=repository,
-            pr_number=number,
+            number=number,
+            state="open",
             head_sha=head,
-            fields=DecisionFields(
-                tier=tier,
-                confidence=confidence,
-                matrix_decision=decision,
-                decision=decision,
-                guards="[]",
-                mode="enforce",
-                act=True,
-            ),
-            action_taken=ActionTaken.PENDING,
-            result=None,
-        )
-        await feedback.register_in(
-            conn,
-            repository=repository,
-            pr_number=number,
-            head_sha=head,
-            decision_id=decision_id,
-            tier=tier,
+            head_ref="feature",
+            head_repo=repository,
+            base_ref="main",
+            base_sha="0" * 40,
+            default_branch="main",
+            title="A change",
+            body="",
+            draft=False,
+            author="octocat",
+            labels=frozenset(),
+        ),
+        risk=RiskReport(tier=Tier(tier), paths=()),
+        decision=AutonomyDecision(
+            tier=Tier(tier),
             confidence=confidence,
-            decision=decision,
-            untightened_decision=decision,
-            acted=True,
+            matrix_decision=Decision(decision),
+            decision=Decision(decision),
+            act=True,
+            mode=AutonomyMode.ACT,
+            guards=(),
+        ),
+        config=RepoConfig(),
+    )
+
+    async def also(conn: AsyncConnection) -> None:
+        await record_decision_in(
+            conn, outcome, store=DecisionStore(db), outbox=Outbox(db), installation_id=42
         )
 
     await store.finish(
@@ -216,20 +224,11 @@ async def _review(
 
 
 async def _fail_action(db: Database, repository: str, number: int) -> None:
+    """The escalation the decision queued, given up after its attempts (as the sender does)."""
     outbox = Outbox(db)
-    async with db.write() as conn:
-        action_id = await outbox.add_in(
-            conn,
-            repository=repository,
-            pr_number=number,
-            head_sha=_sha(repository, number),
-            kind=ActionKind.ESCALATE,
-            decision_id=None,
-            installation_id=42,
-            payload={},
-        )
-    claimed = await outbox.claim(action_id, early=True)
-    assert claimed is not None
+    (queued,) = await outbox.for_head(repository, number, _sha(repository, number))
+    claimed = await outbox.claim(queued.id, early=True)
+    assert claimed is not None and claimed.kind is ActionKind.ESCALATE
     await outbox.attempt_failed(claimed, "GitHub answered 502", max_attempts=1)
 
 
