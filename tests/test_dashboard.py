@@ -10,12 +10,15 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from aiohttp.test_utils import TestClient
 
+from app.dashboard.oauth import GitHubOAuth, OAuthError
 from app.dashboard.views import DASHBOARD
 from app.quota import QuotaLedger
 from app.server import create_app
 from app.settings import SettingsError
 from tests.conftest import OPERATOR_HEADERS, OPERATOR_TOKEN, SettingsFactory
 from tests.dashboard_env import (
+    CLIENT_ID,
+    CLIENT_SECRET,
     OURS,
     THEIRS,
     USER,
@@ -333,3 +336,34 @@ def test_no_way_to_sign_in_means_no_dashboard(make_settings: SettingsFactory) ->
         r.resource is not None and r.resource.canonical.startswith("/dashboard")
         for r in app.router.routes()
     )
+
+
+async def test_a_sign_in_code_works_once_and_only_with_the_apps_secret(env: DashboardEnv) -> None:
+    client = env.client
+    start = await client.get("/dashboard/login/github", allow_redirects=False)
+    approved = await client.session.get(start.headers["Location"], allow_redirects=False)
+    code = parse_qs(urlsplit(approved.headers["Location"]).query)["code"][0]
+    redirect = str(client.make_url("/dashboard/callback"))
+    wrong = GitHubOAuth(
+        client.session,
+        web_url=env.github.web_url,
+        api_url=env.github.url,
+        client_id=CLIENT_ID,
+        client_secret="not-the-secret",
+    )
+    with pytest.raises(OAuthError, match="refused"):
+        await wrong.exchange(code, redirect_uri=redirect)
+    right = GitHubOAuth(
+        client.session,
+        web_url=env.github.web_url,
+        api_url=env.github.url,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+    )
+    token = await right.exchange(code, redirect_uri=redirect)
+    access = await right.access(token)
+    assert access.login == USER and access.repositories == frozenset(OURS)
+    with pytest.raises(OAuthError, match="incorrect or expired"):
+        await right.exchange(code, redirect_uri=redirect)
+    # No request to the API carried the client secret (only the web host's token exchange).
+    assert not any(CLIENT_SECRET in r.text for r in env.github.requests)
