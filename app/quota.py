@@ -57,9 +57,9 @@ import hashlib
 import itertools
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
@@ -332,6 +332,27 @@ class LedgerEntry:
     log_id: str | None
     outcome: CallOutcome
     reservation_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DailySpend:
+    """What one repository's model calls cost on one UTC day (refused calls cost nothing)."""
+
+    repository: str
+    day: date
+    cost_usd: float
+    calls: int
+
+
+@dataclass(frozen=True, slots=True)
+class KnownBudget:
+    """The budgets last applied to a repository's reservations, and when (``quota_budgets``)."""
+
+    repository: str
+    daily_usd: float | None
+    weekly_usd: float | None
+    per_pr_usd: float | None
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -663,6 +684,79 @@ class QuotaLedger:
                 limits = await self._last_budget(conn, repository)
                 reports.append(await self._report(conn, repository, None, at, limits))
         return reports
+
+    async def repositories(self) -> list[str]:
+        """Every repository that has ever reserved, spent or had a budget, by name."""
+        names = union(
+            select(reservations.c.repository),
+            select(ledger.c.repository),
+            select(quota_budgets.c.repository),
+        ).subquery()
+        async with self._db.read() as conn:
+            query = select(names.c.repository).order_by(names.c.repository)
+            return [str(name) for name in (await conn.execute(query)).scalars()]
+
+    async def daily_spend(
+        self,
+        *,
+        since: datetime,
+        until: datetime,
+        repositories: Collection[str] | None = None,
+    ) -> list[DailySpend]:
+        """Ledger costs per repository and UTC day in ``[since, until)`` (None: every repository).
+
+        What the providers billed, as recorded per call; money held by open reservations is not
+        spend yet and is not counted here.
+        """
+        day: ColumnElement[Any] = (
+            func.date(ledger.c.at)
+            if self._db.is_sqlite
+            else func.date(func.timezone("UTC", ledger.c.at))
+        )
+        query = (
+            select(
+                ledger.c.repository,
+                day.label("day"),
+                func.coalesce(func.sum(ledger.c.cost_usd), 0.0),
+                func.count(),
+            )
+            .where(
+                ledger.c.at >= since,
+                ledger.c.at < until,
+                ledger.c.outcome != CallOutcome.REFUSED.value,
+            )
+            .group_by(ledger.c.repository, day)
+            .order_by(ledger.c.repository, day)
+        )
+        if repositories is not None:
+            query = query.where(ledger.c.repository.in_(list(repositories)))
+        async with self._db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            DailySpend(
+                repository=row[0],
+                day=row[1] if isinstance(row[1], date) else date.fromisoformat(str(row[1])),
+                cost_usd=float(row[2]),
+                calls=int(row[3]),
+            )
+            for row in rows
+        ]
+
+    async def known_budgets(
+        self, repositories: Collection[str] | None = None
+    ) -> dict[str, KnownBudget]:
+        """The budgets last applied per repository (see :class:`KnownBudget`)."""
+        query = select(quota_budgets)
+        if repositories is not None:
+            query = query.where(quota_budgets.c.repository.in_(list(repositories)))
+        async with self._db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return {
+            row.repository: KnownBudget(
+                row.repository, row.daily_usd, row.weekly_usd, row.per_pr_usd, row.updated_at
+            )
+            for row in rows
+        }
 
     # ---------------------------------------------------------------- notices
 

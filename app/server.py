@@ -113,6 +113,10 @@ def create_app(
         from app.api.mount import mount
 
         mount(app, services=SERVICES)
+    if settings.dashboard_enabled:
+        from app.dashboard.mount import mount as mount_dashboard
+
+        mount_dashboard(app, services=SERVICES, settings=settings)
     if settings.operator_port is not None:
         app.cleanup_ctx.append(
             operator_endpoints.listener(

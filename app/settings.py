@@ -165,11 +165,26 @@ class Settings(BaseSettings):
     api_job_output_bytes: int = Field(default=1_000_000, ge=1024)
     api_checkout_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
 
+    # The operator's page (``app/dashboard``, README "Dashboard"): served when OPERATOR_TOKEN or
+    # the App's OAuth client id and secret are set. GITHUB_WEB_URL is where people sign in (none:
+    # github.com for api.github.com, else the API host without /api/v3, as on GitHub Enterprise
+    # Server). Sessions are encrypted and signed with DASHBOARD_SESSION_SECRET (none: a key
+    # derived from the webhook secret, so rotating that ends every session)
+    github_client_id: str | None = None
+    github_client_secret: SecretStr | None = None
+    github_web_url: str | None = None
+    dashboard_session_secret: SecretStr | None = None
+    dashboard_session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
+    # The page's public base URL (https://bot.example.com), for the OAuth callback behind a proxy
+    dashboard_public_url: str | None = None
+
     # Logging
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
 
-    @field_validator("operator_token", "api_token")
+    @field_validator(
+        "operator_token", "api_token", "github_client_secret", "dashboard_session_secret"
+    )
     @classmethod
     def _empty_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value is not None and value.get_secret_value() else None
@@ -202,6 +217,23 @@ class Settings(BaseSettings):
     def api_enabled(self) -> bool:
         """Whether the service API is served: a static token or an OIDC issuer is configured."""
         return self.api_token is not None or bool(self.api_oidc_issuer or self.api_oidc_audience)
+
+    @property
+    def dashboard_enabled(self) -> bool:
+        """Whether ``/dashboard`` is served: someone can log in (operator token or OAuth)."""
+        return self.operator_token is not None or bool(
+            self.github_client_id and self.github_client_secret
+        )
+
+    @property
+    def github_web(self) -> str:
+        """GitHub's web base (sign-in pages, pull request links): see ``github_web_url``."""
+        if self.github_web_url:
+            return self.github_web_url.rstrip("/")
+        parts = urlsplit(self.github_api_url)
+        if parts.netloc == "api.github.com":
+            return "https://github.com"
+        return f"{parts.scheme}://{parts.netloc}{parts.path.removesuffix('/api/v3')}".rstrip("/")
 
     @property
     def is_sqlite(self) -> bool:
@@ -299,6 +331,8 @@ class Settings(BaseSettings):
             self.openai_api_key,
             self.operator_token,
             self.api_token,
+            self.github_client_secret,
+            self.dashboard_session_secret,
         ):
             if secret is not None and len(secret.get_secret_value()) >= 6:
                 values.append(secret.get_secret_value())

@@ -14,7 +14,7 @@ Outcomes and the tightening are not stored: they are computed from these rows an
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -348,6 +348,43 @@ class FeedbackStore:
             for r in rows
         ]
         return sorted(records, key=lambda c: (c.decided_at, c.id))
+
+    async def repositories(self) -> list[str]:
+        """Every repository with a registered change, by name."""
+        async with self.db.read() as conn:
+            query = select(changes.c.repository).distinct().order_by(changes.c.repository)
+            return [str(name) for name in (await conn.execute(query)).scalars()]
+
+    async def open_with_decision(
+        self, decision: str, repositories: Collection[str] | None = None, *, limit: int = 200
+    ) -> list[ChangeRecord]:
+        """Open pull requests whose last decision was ``decision``, oldest first (no effects:
+        nothing is merged yet). ``escalate``: the escalations still waiting for a human."""
+        query = (
+            select(changes)
+            .where(changes.c.decision == decision, changes.c.state == "open")
+            .order_by(changes.c.decided_at, changes.c.id)
+            .limit(limit)
+        )
+        if repositories is not None:
+            query = query.where(changes.c.repository.in_(list(repositories)))
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            ChangeRecord(
+                id=int(r.id),
+                repository=r.repository,
+                pr_number=int(r.pr_number),
+                head_sha=r.head_sha,
+                tier=r.tier,
+                confidence=r.confidence,
+                decision=r.decision,
+                acted=bool(r.acted),
+                decided_at=r.decided_at,
+                state=r.state,
+            )
+            for r in rows
+        ]
 
     async def tightening(
         self, repository: str, rules: Rules = DEFAULT_RULES, *, now: datetime | None = None

@@ -23,7 +23,7 @@ Everything here is plain SQL that behaves the same on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -320,6 +320,24 @@ class DecisionStore:
                 .order_by(decisions.c.id)
             )
             return [_decision(r) for r in rows]
+
+    async def for_heads(self, heads: Collection[tuple[str, int, str]]) -> list[DecisionRow]:
+        """The bot's own decisions on these (repository, pull request, head SHA), oldest first."""
+        if not heads:
+            return []
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(decisions)
+                .where(
+                    decisions.c.repository.in_({h[0] for h in heads}),
+                    decisions.c.pr_number.in_({h[1] for h in heads}),
+                    decisions.c.head_sha.in_({h[2] for h in heads}),
+                    decisions.c.actor.is_(None),
+                )
+                .order_by(decisions.c.id)
+            )
+            wanted = set(heads)
+            return [_decision(r) for r in rows if (r.repository, r.pr_number, r.head_sha) in wanted]
 
     async def latest_for_check_run(self, repository: str, check_run_id: int) -> DecisionRow | None:
         """The bot's own (not a human's) latest decision published on ``check_run_id``."""

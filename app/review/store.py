@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, select, update
@@ -34,6 +35,22 @@ class ReviewRow:
     outcomes: str | None = None  # the model answers of an interrupted run, to resume from
     delivery_id: str | None = None
     resumed: bool = False  # an earlier attempt at this head stopped before publishing
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedReview:
+    """A finished review run as an overview lists it."""
+
+    id: int
+    repository: str
+    pr_number: int
+    head_sha: str
+    status: str
+    confidence: float | None
+    conclusion: str | None
+    cost_usd: float
+    started_at: datetime
+    finished_at: datetime | None
 
 
 def _row(r: Any, *, resumed: bool = False) -> ReviewRow:
@@ -201,6 +218,45 @@ class ReviewStore:
                 )
                 for r in rows
             ]
+
+    async def recent(
+        self,
+        *,
+        since: datetime,
+        until: datetime,
+        repositories: Collection[str] | None = None,
+        limit: int = 50,
+    ) -> list[FinishedReview]:
+        """Finished reviews started in ``[since, until)``, newest first (None: every repository)."""
+        query = (
+            select(reviews)
+            .where(
+                reviews.c.status != RUNNING,
+                reviews.c.started_at >= since,
+                reviews.c.started_at < until,
+            )
+            .order_by(reviews.c.started_at.desc(), reviews.c.id.desc())
+            .limit(limit)
+        )
+        if repositories is not None:
+            query = query.where(reviews.c.repository.in_(list(repositories)))
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            FinishedReview(
+                id=r.id,
+                repository=r.repository,
+                pr_number=r.pr_number,
+                head_sha=r.head_sha,
+                status=r.status,
+                confidence=r.confidence,
+                conclusion=r.conclusion,
+                cost_usd=float(r.cost_usd or 0.0),
+                started_at=r.started_at,
+                finished_at=r.finished_at,
+            )
+            for r in rows
+        ]
 
     async def clear(self, repository: str, pr_number: int, head_sha: str, *, by: str) -> bool:
         """A person vouched for ``head_sha``: earlier findings are no longer carried past it."""

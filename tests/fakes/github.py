@@ -455,6 +455,7 @@ class Ctx:
     recorded: Recorded
     api_base: str  # scheme://host[:port] + prefix, as the client reached us
     token: IssuedToken | None = None
+    user: str | None = None  # the login behind a user access token (``auth="user"`` routes)
 
     def int_param(self, name: str) -> int:
         try:
@@ -708,6 +709,12 @@ class FakeGitHub:
         self.tokens: dict[str, IssuedToken] = {}
         self.token_requests: Counter[int] = Counter()
         self.rate_limit_remaining = 4999
+        # The OAuth web flow (``/login/oauth/...``, outside any API prefix) and user tokens.
+        self.oauth_clients: dict[str, str] = {}  # client id -> client secret
+        self.web_user: str | None = None  # who is signed in on the web (approves at once)
+        self.user_repos: dict[str, set[str]] = {}  # login -> repositories the user can read
+        self.user_tokens: dict[str, str] = {}  # user access token -> login
+        self._oauth_codes: dict[str, tuple[str, str, str, float]] = {}
 
         self.requests: list[Recorded] = []
         self.unexpected: list[Recorded] = []
@@ -751,6 +758,8 @@ class FakeGitHub:
         if self._app is None:
             app = web.Application(client_max_size=50 * 1024**2)
             self.manifest_flow.add_web_routes(app.router)  # web pages, outside the API prefix
+            app.router.add_get("/login/oauth/authorize", self._oauth_authorize)
+            app.router.add_post("/login/oauth/access_token", self._oauth_access_token)
             app.router.add_route("*", "/{tail:.*}", self._dispatch)
             self._app = app
         return self._app
@@ -1035,6 +1044,87 @@ class FakeGitHub:
                 "creator": self.bot_login,
             }
         )
+
+    # ---------------------------------------------------------------- OAuth (user tokens)
+
+    @property
+    def web_url(self) -> str:
+        """GitHub's web base (sign-in pages): the server's root, without the API prefix."""
+        self.url  # noqa: B018 - raises while not serving
+        assert self._base is not None
+        return self._base
+
+    def set_oauth_client(self, client_id: str, client_secret: str) -> None:
+        """The App's OAuth credentials, accepted by ``/login/oauth/access_token``."""
+        self.oauth_clients[client_id] = client_secret
+
+    def sign_in(self, login: str | None) -> None:
+        """The person signed in on GitHub's web pages: ``/login/oauth/authorize`` approves for
+        them at once (None: nobody, the authorize page answers 401)."""
+        self.web_user = login
+
+    def grant(self, login: str, *repos: str) -> None:
+        """``login`` can read these repositories (seen through the App's installations)."""
+        for name in repos:
+            self.repo(name)
+        self.user_repos.setdefault(login, set()).update(repos)
+
+    def revoke_user_tokens(self, login: str) -> None:
+        for token in [t for t, who in self.user_tokens.items() if who == login]:
+            del self.user_tokens[token]
+
+    async def _oauth_authorize(self, request: web.Request) -> web.StreamResponse:
+        query = request.query
+        self.requests.append(
+            Recorded("GET", request.path, dict(query), {}, None, "", "oauth/authorize", 302)
+        )
+        if query.get("client_id") not in self.oauth_clients:
+            return web.Response(status=404, text="unknown client_id")
+        if self.web_user is None:
+            return web.Response(status=401, text="nobody is signed in to the fake GitHub")
+        redirect = query.get("redirect_uri", "")
+        code = secrets.token_hex(10)
+        self._oauth_codes[code] = (self.web_user, query["client_id"], redirect, self.now() + 600)
+        separator = "&" if "?" in redirect else "?"
+        location = (
+            f"{redirect}{separator}{urlencode({'code': code, 'state': query.get('state', '')})}"
+        )
+        raise web.HTTPFound(location)
+
+    async def _oauth_access_token(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        self.requests.append(
+            Recorded(
+                "POST",
+                request.path,
+                {},
+                {k.lower(): v for k, v in request.headers.items()},
+                None,
+                "",
+                "oauth/access_token",
+                200,
+            )
+        )
+        client_id = str(form.get("client_id", ""))
+        if self.oauth_clients.get(client_id) != form.get("client_secret"):
+            return web.json_response(
+                {"error": "incorrect_client_credentials", "error_description": "bad client"}
+            )
+        found = self._oauth_codes.pop(str(form.get("code", "")), None)
+        if found is None or found[1] != client_id or found[3] <= self.now():
+            return web.json_response(
+                {
+                    "error": "bad_verification_code",
+                    "error_description": "The code passed is incorrect or expired.",
+                }
+            )
+        if form.get("redirect_uri") and form.get("redirect_uri") != found[2]:
+            return web.json_response(
+                {"error": "redirect_uri_mismatch", "error_description": "redirect_uri differs"}
+            )
+        token = "ghu_" + secrets.token_hex(18)
+        self.user_tokens[token] = found[0]
+        return web.json_response({"access_token": token, "token_type": "bearer", "scope": ""})
 
     def set_permission(self, repo: str, user: str, role: str) -> None:
         """``admin``, ``maintain``, ``write``, ``triage``, ``read`` or ``none`` (default ``read``)."""
@@ -1471,6 +1561,14 @@ class FakeGitHub:
             return
         scheme, _, credential = ctx.headers.get("authorization", "").partition(" ")
         credential = credential.strip()
+        if found.auth == "user":
+            login = (
+                self.user_tokens.get(credential) if scheme.lower() in {"token", "bearer"} else None
+            )
+            if login is None:
+                raise GitHubError(401, "Bad credentials")
+            ctx.user = login
+            return
         if found.auth == "jwt":
             if scheme.lower() != "bearer" or not credential:
                 raise GitHubError(401, "A JSON web token could not be decoded")
@@ -1957,6 +2055,45 @@ class FakeGitHub:
             "suspended_by": None,
             "suspended_at": None,
         }
+
+    @route("GET", "/user", "users/get-authenticated", auth="user")
+    async def _get_user(self, ctx: Ctx) -> web.StreamResponse:
+        assert ctx.user is not None
+        return web.json_response(self._user(ctx.user, ctx.api_base))
+
+    def _user_readable(self, login: str) -> list[Repo]:
+        return [self.repos[n] for n in sorted(self.user_repos.get(login, ())) if n in self.repos]
+
+    @route(
+        "GET",
+        "/user/installations",
+        "apps/list-installations-for-authenticated-user",
+        auth="user",
+    )
+    async def _user_installations(self, ctx: Ctx) -> web.StreamResponse:
+        assert ctx.user is not None
+        ids = sorted({r.installation_id for r in self._user_readable(ctx.user)})
+        items = [self._installation_json(i, ctx.api_base) for i in ids]
+        return self._paginate(
+            ctx, items, wrap=lambda chunk: {"total_count": len(items), "installations": chunk}
+        )
+
+    @route(
+        "GET",
+        "/user/installations/{installation_id}/repositories",
+        "apps/list-installation-repos-for-authenticated-user",
+        auth="user",
+    )
+    async def _user_installation_repos(self, ctx: Ctx) -> web.StreamResponse:
+        assert ctx.user is not None
+        installation_id = ctx.int_param("installation_id")
+        repos = [r for r in self._user_readable(ctx.user) if r.installation_id == installation_id]
+        if not repos:
+            raise not_found()
+        items = [self._repo_json(r.full_name, ctx.api_base) for r in repos]
+        return self._paginate(
+            ctx, items, wrap=lambda chunk: {"total_count": len(items), "repositories": chunk}
+        )
 
     @route("GET", "/app/installations", "apps/list-installations", auth="jwt")
     async def _list_installations(self, ctx: Ctx) -> web.StreamResponse:
