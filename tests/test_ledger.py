@@ -4,8 +4,12 @@ matching, and runs that correct ledger rows and report discrepancies on both dat
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,6 +48,7 @@ OURS: dict[str, str | int | float | bool] = {
     "pr": 1,
 }
 REPO = "octo/demo"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Clock:
@@ -392,3 +397,66 @@ async def test_the_health_detail_warns_above_the_threshold(
     assert detail == {"open_discrepancies": {"missing_from_gateway": 0, "missing_from_ledger": 3}}
     warned = await ledger_health(loud, db)
     assert warned is not None and "3 open discrepancies" in warned["warning"]
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+async def _cli(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+    """``python -m app ...`` in a subprocess, without blocking the loop the fakes serve on."""
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GITHUB_", "CF_", "AIG_", "ANTHROPIC_", "OPENAI_", "DATABASE_URL"))
+    }
+    full_env.update(env, PYTHONPATH=str(ROOT))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "app",
+        *args,
+        env=full_env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_the_cli_reconciles_lists_discrepancies_and_shows_both_spends(
+    cf: FakeCloudflare, sqlite_url: str, tmp_path: Path
+) -> None:
+    db = Database.from_url(sqlite_url)
+    await migrate.upgrade(db.engine)
+    now = datetime.now(UTC)
+    quota = QuotaLedger(db, clock=lambda: now - timedelta(hours=2))
+    await _record(quota, "c-1", cost=0.02)
+    await db.dispose()
+    cf.add_log("c-1", created_at=now - timedelta(hours=2), cost=0.5)
+    cf.add_log("stray", created_at=now - timedelta(hours=2), cost=0.05, metadata=OURS)
+    env = {
+        "DATABASE_URL": sqlite_url,
+        "CF_ACCOUNT_ID": cf.account_id,
+        "CF_AIG_GATEWAY_ID": cf.gateway_id,
+        "CF_API_BASE_URL": cf.base_url,
+    }
+    code, _, err = await _cli("ledger", "reconcile", env=env, cwd=tmp_path)
+    assert code == 2 and "CF_API_TOKEN is not set" in err
+    env["CF_API_TOKEN"] = cf.token
+    code, _, err = await _cli("ledger", "reconcile", "--since", "yesterday", env=env, cwd=tmp_path)
+    assert code == 2 and "--since must be an ISO date" in err
+    since = (now - timedelta(hours=3)).date().isoformat()
+    code, out, err = await _cli("ledger", "reconcile", "--since", since, env=env, cwd=tmp_path)
+    assert code == 0, err
+    assert "ledger rows reconciled: 1 (1 differed from the estimate)" in out
+    assert "new discrepancies: 1" in out
+    margin = datetime.fromisoformat(since).replace(tzinfo=UTC) - timedelta(minutes=30)
+    assert cf.requests[0].query["start_date"] == margin.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    code, out, err = await _cli("ledger", "discrepancies", env=env, cwd=tmp_path)
+    assert code == 0, err
+    assert "missing_from_ledger" in out and "stray" in out and "octo/demo" in out
+    code, out, err = await _cli("quota", env=env, cwd=tmp_path)
+    assert code == 0, err
+    assert "| octo/demo | 1 | 1 | $0.02 | $0.50 |" in out
