@@ -30,7 +30,7 @@ from app.ledger.reconcile import Kind, LedgerCall, Reconciliation, reconcile
 from app.ledger.store import LedgerReconcileStore
 from app.ledger.task import Reconciler, ledger_health
 from app.metrics import Metrics
-from app.quota import CallOutcome, QuotaLedger, Refusal, Reservation
+from app.quota import CallOutcome, QuotaLedger, Refusal, Reservation, purpose_of
 from app.repo_config import QuotaConfig
 from app.settings import Settings
 from app.store import migrate
@@ -460,3 +460,60 @@ async def test_the_cli_reconciles_lists_discrepancies_and_shows_both_spends(
     code, out, err = await _cli("quota", env=env, cwd=tmp_path)
     assert code == 0, err
     assert "| octo/demo | 1 | 1 | $0.02 | $0.50 |" in out
+
+
+# ----------------------------------------------------------------------------- the migration
+
+
+async def test_the_migration_backfills_purposes_and_log_ids(db_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import Connection, text
+
+    def to(revision: str) -> Callable[[Connection], None]:
+        return lambda conn: command.upgrade(migrate._alembic_config(conn), revision)
+
+    database = Database.from_url(db_url)
+    try:
+        async with database.engine.begin() as conn:
+            await conn.run_sync(to("0010"))
+            for n, delivery in enumerate(["ask:d-1", "api:r-1", "d-2", None, "asking"]):
+                await conn.execute(
+                    text(
+                        "INSERT INTO ledger (at, repository, delivery_id, provider, model,"
+                        " input_tokens, output_tokens, cached_input_tokens, log_id, outcome)"
+                        " VALUES (:at, 'o/r', :delivery, 'openai', 'gpt-5-mini', 0, 0, 0,"
+                        " :log, 'ok')"
+                    ),
+                    {
+                        "at": NOW.replace(tzinfo=None) if database.is_sqlite else NOW,
+                        "delivery": delivery,
+                        "log": f"log-{n}" if n != 3 else None,
+                    },
+                )
+        await migrate.upgrade(database.engine)
+        async with database.read() as conn:
+            rows = (await conn.execute(select(ledger).order_by(ledger.c.id))).all()
+            logs = (await conn.execute(select(ledger_logs).order_by(ledger_logs.c.log_id))).all()
+        assert [r.purpose for r in rows] == ["ask", "api", "review", "review", "review"]
+        assert [(log.log_id, log.ledger_id) for log in logs] == [
+            ("log-0", rows[0].id),
+            ("log-1", rows[1].id),
+            ("log-2", rows[2].id),
+            ("log-4", rows[4].id),
+        ]
+    finally:
+        await database.dispose()
+
+
+@pytest.mark.parametrize(
+    ("delivery", "purpose"),
+    [
+        ("ask:d-1", "ask"),
+        ("api:req", "api"),
+        ("d-1", "review"),
+        (None, "review"),
+        ("ask", "review"),
+    ],
+)
+def test_a_calls_purpose_is_told_by_its_delivery_id(delivery: str | None, purpose: str) -> None:
+    assert purpose_of(delivery) == purpose
