@@ -33,6 +33,8 @@ than ``RESERVATION_TIMEOUT_SECONDS`` at what the ledger recorded against them
 **What counts as spend** in a window: reservations created in it (settled at their actual cost,
 open at their full amount), plus ledger rows that carry a cost but no reservation (a call someone
 made without reserving must still be paid for). Ledger rows with a reservation are not added again.
+Once reconciliation (``app.ledger``) has stored the gateway's own cost for a row, that cost counts
+instead of the estimate: for a reserved row, as the difference added in its reservation's window.
 
 **Unpriced models.** :func:`estimate_call_cost` returns None for a model with no price. Such a
 call cannot be budgeted, so for a repository with any budget the planner never keeps it: with

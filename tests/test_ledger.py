@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from app.ledger.cf_logs import (
+    ApiTokenGuard,
     CloudflareApiError,
     GatewayLog,
     GatewayLogsClient,
@@ -517,3 +518,39 @@ async def test_the_migration_backfills_purposes_and_log_ids(db_url: str) -> None
 )
 def test_a_calls_purpose_is_told_by_its_delivery_id(delivery: str | None, purpose: str) -> None:
     assert purpose_of(delivery) == purpose
+
+
+@pytest.mark.parametrize(
+    ("url", "sent"),
+    [
+        ("https://api.cloudflare.com/client/v4/accounts/a/ai-gateway/gateways/g/logs", True),
+        ("https://API.cloudflare.com:443/client/v4/accounts/a", True),
+        ("https://api.cloudflare.com.evil.example/client/v4/accounts/a", False),
+        ("http://api.cloudflare.com/client/v4/accounts/a", False),
+        ("https://api.cloudflare.com:8443/client/v4/accounts/a", False),
+        ("https://api.cloudflare.com/client/v4evil/accounts/a", False),
+        ("https://api.cloudflare.com/client/v4/../v5/accounts", False),
+        ("https://gateway.ai.cloudflare.com/v1/a/g/anthropic/v1/messages", False),
+    ],
+)
+def test_the_guard_puts_the_token_on_api_urls_only(url: str, sent: bool) -> None:
+    import httpx2
+
+    guard = ApiTokenGuard("https://api.cloudflare.com/client/v4", SecretStr("secret-cf-token"))
+    request = httpx2.Request("GET", url, headers={"Authorization": "Bearer planted"})
+    guard.apply(request)
+    expected = "Bearer secret-cf-token" if sent else None
+    assert request.headers.get("authorization") == expected
+
+
+def test_a_plain_http_api_off_loopback_is_refused(make_settings: Any) -> None:
+    from app.ledger.task import build_client
+
+    settings = make_settings(
+        cf_api_token="t" * 20,
+        cf_api_base_url="http://api.example/client/v4",
+        cf_account_id="a",
+        cf_aig_gateway_id="g",
+    )
+    reason = build_client(settings)
+    assert isinstance(reason, str) and "must be https" in reason

@@ -19,6 +19,7 @@ times per request.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import time
@@ -37,6 +38,7 @@ from app.gateway.urls import url_is_under
 from app.settings import Settings
 
 __all__ = [
+    "ApiTokenGuard",
     "CloudflareApiError",
     "GatewayLog",
     "GatewayLogsClient",
@@ -73,6 +75,22 @@ class NoPermission(CloudflareApiError):
 class LogsTarget:
     account_id: str
     gateway_id: str
+
+
+def insecure_base(base_url: str) -> str | None:
+    """Why ``CF_API_BASE_URL`` must not get the token, or None: plain http is accepted on
+    loopback only (a local fake), since the token would otherwise travel in clear."""
+    parts = urlsplit(base_url)
+    if parts.scheme == "https":
+        return None
+    host = parts.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if parts.scheme == "http" and loopback:
+        return None
+    return "CF_API_BASE_URL must be https (plain http only on loopback): the API token would travel in clear"
 
 
 def resolve_target(settings: Settings) -> LogsTarget | str:
@@ -159,7 +177,7 @@ def _metadata(value: Any) -> dict[str, MetadataValue]:
     return {str(k): v for k, v in value.items() if isinstance(v, str | int | float | bool)}
 
 
-class _TokenGuard:
+class ApiTokenGuard:
     """Sets ``Authorization`` on requests under the API base, and strips it from any other."""
 
     def __init__(self, base_url: str, token: SecretStr) -> None:
@@ -167,6 +185,9 @@ class _TokenGuard:
         self._token = token
 
     async def __call__(self, request: httpx2.Request) -> None:
+        self.apply(request)
+
+    def apply(self, request: httpx2.Request) -> None:
         if "authorization" in request.headers:
             del request.headers["authorization"]
         if url_is_under(str(request.url), self._base_url):
@@ -200,7 +221,7 @@ class GatewayLogsClient:
         self._http = httpx2.AsyncClient(
             timeout=httpx2.Timeout(timeout, connect=min(timeout, 10.0)),
             follow_redirects=False,
-            event_hooks={"request": [_TokenGuard(self.base_url, token)]},
+            event_hooks={"request": [ApiTokenGuard(self.base_url, token)]},
         )
 
     async def aclose(self) -> None:

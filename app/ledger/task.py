@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from app.ledger.cf_logs import GatewayLogsClient, Sleep, resolve_target
+from app.ledger.cf_logs import GatewayLogsClient, Sleep, insecure_base, resolve_target
 from app.ledger.reconcile import Kind, reconcile
 from app.ledger.store import LedgerReconcileStore
 from app.ledger.writeback import OutcomeWriter, WritebackReport
@@ -128,6 +128,9 @@ def build_client(settings: Settings, *, sleep: Sleep | None = None) -> GatewayLo
     """The logs client, or why reconciliation is off."""
     if settings.cf_api_token is None:
         return "CF_API_TOKEN is not set"
+    insecure = insecure_base(settings.cf_api_base_url)
+    if insecure is not None:
+        return insecure
     target = resolve_target(settings)
     if isinstance(target, str):
         return target
