@@ -13,12 +13,12 @@ from sqlalchemy import select
 
 from app.feedback.registry import FeedbackStore, MergeFacts
 from app.feedback.signals import Effect
-from app.ledger.task import Reconciler, build_reconciler
+from app.ledger.task import Reconciler, build_client, build_reconciler
 from app.quota import QuotaLedger
 from app.store.tables import ledger_writebacks
 from app.store.types import utcnow
 from tests.conftest import OPERATOR_TOKEN
-from tests.fakes.cloudflare import FakeCloudflare
+from tests.fakes.cloudflare import FakeCloudflare, Fault
 from tests.fakes.webhooks import pull_request_payload
 from tests.harness import E2E, REPO, ClientFactory, ServerFactory, start_e2e
 
@@ -230,3 +230,32 @@ async def test_without_an_api_token_nothing_reconciles(
     [entry, _] = await QuotaLedger(plain.services.db).entries(REPO)
     assert entry.reconciled_at is None and entry.purpose == "review"
     assert not [t for t in asyncio.all_tasks() if t.get_name() == "sweep:ledger-reconcile"]
+
+
+async def test_a_failed_write_back_is_tried_again_next_run(e2e: E2E, cf: FakeCloudflare) -> None:
+    await e2e.handle("pull_request", add_pr(e2e, 1))
+    cf.log_gateway_calls(e2e.gateway, created_at=utcnow())
+    feedback = FeedbackStore(e2e.services.db)
+    change = await feedback.change_for_pr(REPO, 1)
+    assert change is not None
+    await feedback.add_effect(change.id, Effect.BROKE_CI, evidence="check:ci@m", detail="d")
+    cf.patch_faults.extend([Fault(500)] * 5)  # more than the client's retries
+    waits: list[float] = []
+
+    async def no_wait(seconds: float) -> None:
+        waits.append(seconds)
+
+    client = build_client(e2e.services.settings, sleep=no_wait)
+    assert not isinstance(client, str)
+    runner = Reconciler(e2e.services.db, client)
+    try:
+        first = await runner.run()
+        assert first.writeback is not None and first.writeback.error is not None
+        assert (first.writeback.outcomes, cf.patches) == (0, [])
+        assert len(waits) == 4
+        second = await runner.run()
+        assert second.writeback is not None and second.writeback.outcomes == 1
+        assert len(cf.patches) == 2
+        assert all(body["feedback"] == -1 and body["score"] == 20 for _, body in cf.patches)
+    finally:
+        await client.aclose()

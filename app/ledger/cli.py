@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime, timedelta
 
+from app.ledger.cf_logs import CloudflareApiError
 from app.ledger.store import LedgerReconcileStore
 from app.ledger.task import build_reconciler
 from app.quota import format_usd
@@ -53,6 +54,9 @@ async def run_ledger_command(settings: Settings, command: str, since: str | None
             return 2
         try:
             report = await reconciler.run(since=start)
+        except CloudflareApiError as exc:
+            print(f"ledger reconciliation failed: {exc}", file=sys.stderr)
+            return 1
         finally:
             await reconciler.client.aclose()
         print("\n".join(report.lines()))

@@ -63,6 +63,7 @@ class ReconcileReport:
             lines.append(
                 f"outcomes written back: {wb.outcomes} ({wb.logs} logs)"
                 + (f"; off: {wb.stopped}" if wb.stopped else "")
+                + (f"; stopped early: {wb.error}" if wb.error else "")
             )
         return lines
 

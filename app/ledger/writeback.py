@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
 from app.feedback.outcomes import Outcome, settle
 from app.feedback.registry import FeedbackStore
 from app.gateway.clients import METADATA_APP, METADATA_APP_KEY
-from app.ledger.cf_logs import GatewayLogsClient, MetadataValue, NoPermission
+from app.ledger.cf_logs import CloudflareApiError, GatewayLogsClient, MetadataValue, NoPermission
 from app.quota import CallOutcome
 from app.store.db import Database
 from app.store.tables import changes, ledger, ledger_logs, ledger_writebacks
@@ -66,6 +66,7 @@ class WritebackReport:
     outcomes: int = 0
     logs: int = 0
     stopped: str | None = None  # why the write-back is off
+    error: str | None = None  # why this run's write-back ended early (tried again next run)
 
 
 class OutcomeWriter:
@@ -108,11 +109,14 @@ class OutcomeWriter:
                 verdict = feedback_for(outcome)
                 if verdict is None or (change.id, outcome.value) in written:
                     continue
+                if not await self._claim(change.id, outcome):
+                    continue  # another replica writes it
                 try:
                     patched = await self._write(
                         change.repository, change.pr_number, outcome, verdict
                     )
                 except NoPermission as exc:
+                    await self._release(change.id, outcome)
                     self.stopped = f"the API token cannot patch gateway logs ({exc})"
                     logger.warning(
                         "outcomes are not written back to the gateway's logs: %s; give the token "
@@ -120,20 +124,45 @@ class OutcomeWriter:
                         exc,
                     )
                     return WritebackReport(outcomes, logs, self.stopped)
+                except CloudflareApiError as exc:
+                    await self._release(change.id, outcome)  # tried again next run
+                    return WritebackReport(outcomes, logs, error=str(exc))
                 async with self.db.write() as conn:
                     await conn.execute(
-                        self.db.insert(ledger_writebacks)
-                        .values(
-                            change_id=change.id,
-                            outcome=outcome.value,
-                            logs=patched,
-                            written_at=self.clock(),
+                        update(ledger_writebacks)
+                        .where(
+                            ledger_writebacks.c.change_id == change.id,
+                            ledger_writebacks.c.outcome == outcome.value,
                         )
-                        .on_conflict_do_nothing()
+                        .values(logs=patched, written_at=self.clock())
                     )
                 outcomes += 1
                 logs += patched
         return WritebackReport(outcomes, logs)
+
+    async def _claim(self, change_id: int, outcome: Outcome) -> bool:
+        """Take the (change, outcome) before writing, so two replicas never both write it."""
+        async with self.db.write() as conn:
+            claimed = (
+                await conn.execute(
+                    self.db.insert(ledger_writebacks)
+                    .values(
+                        change_id=change_id, outcome=outcome.value, logs=0, written_at=self.clock()
+                    )
+                    .on_conflict_do_nothing()
+                    .returning(ledger_writebacks.c.change_id)
+                )
+            ).first()
+        return claimed is not None
+
+    async def _release(self, change_id: int, outcome: Outcome) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(
+                delete(ledger_writebacks).where(
+                    ledger_writebacks.c.change_id == change_id,
+                    ledger_writebacks.c.outcome == outcome.value,
+                )
+            )
 
     async def _write(
         self, repository: str, pr_number: int, outcome: Outcome, verdict: Feedback

@@ -14,7 +14,8 @@ Without ``Authorization: Bearer <token>`` the answer is 401; an unknown account 
 a patch with ``writable`` False 403 (a token without AI Gateway Edit); an unknown log 404.
 
 ``push(Fault(...))`` queues answers used one per request before the normal one (429 with
-``retry-after``, 5xx, a redirect elsewhere). Every request is recorded in ``requests``.
+``retry-after``, 5xx, a redirect elsewhere); ``patch_faults`` only answer patches. Every request
+is recorded in ``requests``.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class FakeCloudflare:
     requests: list[CfRequest] = field(default_factory=list)
     patches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     faults: deque[Fault] = field(default_factory=deque)
+    patch_faults: deque[Fault] = field(default_factory=deque)  # used by PATCH requests first
     origin: str | None = None
 
     # -- addresses
@@ -181,8 +183,10 @@ class FakeCloudflare:
         return recorded
 
     def _gate(self, request: web.Request, recorded: CfRequest) -> web.Response | None:
-        if self.faults:
-            fault = self.faults.popleft()
+        queue = self.patch_faults if request.method == "PATCH" and self.patch_faults else None
+        queue = queue or self.faults
+        if queue:
+            fault = queue.popleft()
             headers = {}
             if fault.retry_after is not None:
                 headers["retry-after"] = fault.retry_after
