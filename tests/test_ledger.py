@@ -268,6 +268,29 @@ def test_discrepancies_both_ways_and_not_for_young_calls_or_other_apps() -> None
     assert [c.ledger_id for c in result.corrections] == [1]
 
 
+def test_a_cached_answer_costs_nothing() -> None:
+    cached = GatewayLog(
+        id="a2",
+        created_at=NOW - timedelta(minutes=30),
+        provider="openai",
+        model="gpt-5-mini",
+        tokens_in=1000,
+        tokens_out=200,
+        cost=0.004,
+        cached=True,
+        success=True,
+        metadata=OURS,
+    )
+    result = reconcile(
+        [_log("a1", cost=0.01), cached],
+        [_call(1, "a1"), _call(2, "a2")],
+        settled_before=NOW - timedelta(minutes=10),
+    )
+    first, second = result.corrections
+    assert first.cost_usd == pytest.approx(0.01) and not first.cached
+    assert (second.cost_usd, second.cached) == (0.0, True)
+
+
 def test_a_log_without_cost_keeps_the_estimate() -> None:
     result = reconcile(
         [_log("a1", cost=None)], [_call(1, "a1")], settled_before=NOW - timedelta(minutes=10)

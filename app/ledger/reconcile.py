@@ -3,7 +3,8 @@
 A ledger row holds every ``cf-aig-log-id`` of its call (a repair round or a retry is a request,
 and a log, of its own). When the gateway has logged them all, the row is *corrected*: the
 gateway's cost, tokens and cached flag are the sums over its logs (the cost is None when any log
-has none: the gateway could not price it, so the estimate stands). What does not match is a
+has none: the gateway could not price it, so the estimate stands; a log served from the
+gateway's cache costs nothing). What does not match is a
 *discrepancy*:
 
 * ``missing_from_gateway``: a row's log the gateway never recorded (logging off for a while, a
@@ -149,7 +150,9 @@ def reconcile(
 
 
 def _correction(call: LedgerCall, logs: Sequence[GatewayLog]) -> Correction:
-    costs = [log.cost for log in logs]
+    # An answer served from the gateway's cache called no provider: nothing was billed for it,
+    # whatever cost the log shows (kept per log in ``ledger_logs``).
+    costs = [0.0 if log.cached else log.cost for log in logs]
     return Correction(
         ledger_id=call.ledger_id,
         cost_usd=None if None in costs else sum(c for c in costs if c is not None),
