@@ -366,7 +366,8 @@ async def test_a_run_corrects_rows_and_reports_discrepancies_once(
     cf.add_log("u-1", created_at=NOW - timedelta(minutes=40), cost=0.012)
     clock.now = NOW + timedelta(minutes=5)
     again = await reconciler.run()
-    assert again.new_discrepancies == 0
+    assert (again.new_discrepancies, again.corrected) == (0, 1)  # u-1 only: r is not counted again
+    assert gauge("aigateway_ledger_corrections_total") == 2
     assert again.since == NOW - timedelta(hours=1)
     assert {d.log_id for d in await store.open_discrepancies()} == {"stray"}
     async with db.read() as conn:

@@ -58,6 +58,7 @@ class Correction:
     output_tokens: int
     cached: bool
     estimated_usd: float | None
+    first: bool = True  # False: the row was reconciled before (an overlapping run)
 
     @property
     def differs(self) -> bool:
@@ -160,4 +161,5 @@ def _correction(call: LedgerCall, logs: Sequence[GatewayLog]) -> Correction:
         output_tokens=sum(log.tokens_out or 0 for log in logs),
         cached=all(log.cached for log in logs),
         estimated_usd=call.cost_usd,
+        first=not call.reconciled,
     )

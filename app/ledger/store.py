@@ -157,7 +157,7 @@ class LedgerReconcileStore:
                     since=since,
                     until=until,
                     logs_seen=logs_seen,
-                    rows_corrected=len(result.corrections),
+                    rows_corrected=sum(1 for c in result.corrections if c.first),
                     discrepancies=new,
                 )
             )

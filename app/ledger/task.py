@@ -96,7 +96,8 @@ class Reconciler:
         new = await self.store.apply(
             result, started_at=started, since=since, until=until, logs_seen=len(logs)
         )
-        differing = sum(1 for c in result.corrections if c.differs)
+        fresh = [c for c in result.corrections if c.first]
+        differing = sum(1 for c in fresh if c.differs)
         counts = await self.store.open_counts()
         if self.metrics is not None:
             self.metrics.ledger_corrections.inc(differing)
@@ -112,7 +113,7 @@ class Reconciler:
             since=since,
             until=until,
             logs_seen=len(logs),
-            corrected=len(result.corrections),
+            corrected=len(fresh),
             differing=differing,
             new_discrepancies=new,
             open_discrepancies=counts,
