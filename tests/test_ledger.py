@@ -120,6 +120,16 @@ async def test_logs_are_read_page_by_page_within_the_dates(
     assert logs[0].cost == pytest.approx(0.001) and logs[0].tokens_in == 100
 
 
+async def test_a_page_smaller_than_asked_is_not_the_last(
+    cf: FakeCloudflare, client: GatewayLogsClient
+) -> None:
+    for n in range(60):
+        cf.add_log(f"log-{n:03d}", created_at=NOW - timedelta(seconds=n))
+    logs = await client.list_logs(since=NOW - timedelta(hours=1), until=NOW, per_page=100)
+    assert len(logs) == 60 and len({log.id for log in logs}) == 60
+    assert [r.query["page"] for r in cf.requests] == ["1", "2"]  # the fake gives 50 at most
+
+
 async def test_a_429_waits_its_retry_after_and_a_5xx_backs_off(
     cf: FakeCloudflare, client: GatewayLogsClient, sleeps: Sleeps
 ) -> None:

@@ -251,9 +251,18 @@ class GatewayLogsClient:
             if not isinstance(result, list):
                 raise CloudflareApiError("the logs answer has no result list")
             logs += [parse_log(item) for item in result]
+            # The API's own page size counts (its maximum is not documented: it may give fewer
+            # than asked), and its total when it gives one.
             info = body.get("result_info")
-            total = info.get("total_count") if isinstance(info, Mapping) else None
-            if len(result) < per_page or (isinstance(total, int) and page * per_page >= total):
+            info = info if isinstance(info, Mapping) else {}
+            size, total = info.get("per_page"), info.get("total_count")
+            size = size if isinstance(size, int) and size > 0 else per_page
+            if not result:
+                return logs
+            if isinstance(total, int) and not isinstance(total, bool):
+                if page * size >= total:
+                    return logs
+            elif len(result) < size:
                 return logs
         raise CloudflareApiError(f"more than {max_pages} pages of logs; narrow the time range")
 
