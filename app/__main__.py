@@ -411,6 +411,7 @@ def cmd_review_diff(args: argparse.Namespace) -> int:
 
 def cmd_quota(args: argparse.Namespace) -> int:
     """Spend against each budget, per repository, from the ledger."""
+    from app.ledger.cli import format_spend_sides
     from app.quota import QuotaLedger, format_spend_report
     from app.store import migrate
     from app.store.db import Database
@@ -433,11 +434,20 @@ def cmd_quota(args: argparse.Namespace) -> int:
                 print(f"## {report.repository}\n")
                 print(format_spend_report(report))
                 print()
+            print(await format_spend_sides(db, args.repo))
             return 0
         finally:
             await db.dispose()
 
     return _run(run)
+
+
+def cmd_ledger(args: argparse.Namespace) -> int:
+    """Reconcile the ledger with the gateway's logs, or list what does not match (app/ledger)."""
+    from app.ledger.cli import run_ledger_command
+
+    settings = _load_settings()
+    return _run(lambda: run_ledger_command(settings, args.ledger_command, args.since))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -650,6 +660,11 @@ def build_parser() -> argparse.ArgumentParser:
     qt = sub.add_parser("quota", help="spend against each budget, per repository")
     qt.add_argument("--repo", default=None, help="owner/name; all repositories when omitted")
     qt.set_defaults(func=cmd_quota)
+
+    lg = sub.add_parser("ledger", help="reconcile the cost ledger with the gateway's logs")
+    lg.add_argument("ledger_command", choices=["reconcile", "discrepancies"])
+    lg.add_argument("--since", default=None, help="reconcile: from this date (ISO, UTC)")
+    lg.set_defaults(func=cmd_ledger)
 
     fb = sub.add_parser("report", help="what became of the changes the bot decided on")
     fb.add_argument("--repo", required=True, help="owner/name")

@@ -110,6 +110,17 @@ class Metrics:
             ["rule"],
             registry=r,
         )
+        self.ledger_discrepancies = Gauge(
+            "aigateway_ledger_discrepancies",
+            "Open discrepancies between the cost ledger and the gateway's logs, by kind (app/ledger)",
+            ["kind"],
+            registry=r,
+        )
+        self.ledger_corrections = Counter(
+            "aigateway_ledger_corrections",
+            "Ledger rows whose cost differed from the gateway's logs and was corrected (app/ledger)",
+            registry=r,
+        )
         self.github_requests = Counter(
             "aigateway_github_requests",
             "GitHub API requests, by method and status",

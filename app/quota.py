@@ -33,6 +33,8 @@ than ``RESERVATION_TIMEOUT_SECONDS`` at what the ledger recorded against them
 **What counts as spend** in a window: reservations created in it (settled at their actual cost,
 open at their full amount), plus ledger rows that carry a cost but no reservation (a call someone
 made without reserving must still be paid for). Ledger rows with a reservation are not added again.
+Once reconciliation (``app.ledger``) has stored the gateway's own cost for a row, that cost counts
+instead of the estimate: for a reserved row, as the difference added in its reservation's window.
 
 **Unpriced models.** :func:`estimate_call_cost` returns None for a model with no price. Such a
 call cannot be budgeted, so for a repository with any budget the planner never keeps it: with
@@ -84,7 +86,7 @@ from app.gateway.pricing import PRICES, ModelPrice, max_cost
 from app.repo_config import OnExhausted, QuotaConfig, RepoConfig, apply_operator_ceilings
 from app.review.tokens import estimate_tokens
 from app.store.db import Database
-from app.store.tables import ledger, quota_budgets, quota_notices, reservations
+from app.store.tables import ledger, ledger_logs, quota_budgets, quota_notices, reservations
 from app.store.types import utcnow
 
 if TYPE_CHECKING:
@@ -113,6 +115,7 @@ __all__ = [
     "format_spend_report",
     "format_usd",
     "plan_models",
+    "purpose_of",
     "week_window",
 ]
 
@@ -332,6 +335,9 @@ class LedgerEntry:
     log_id: str | None
     outcome: CallOutcome
     reservation_id: int | None
+    purpose: str = "review"
+    gateway_cost_usd: float | None = None
+    reconciled_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -552,18 +558,25 @@ class QuotaLedger:
         log_id: str | None = None,
         outcome: CallOutcome | str,
         reservation_id: int | None = None,
+        log_ids: Sequence[str] = (),
+        purpose: str | None = None,
     ) -> int:
         """One ledger row per model call, refused ones included (zero tokens); returns its id.
 
         ``cost_usd`` None means the model has no price. A row with a cost and no
-        ``reservation_id`` counts towards the budgets by itself.
+        ``reservation_id`` counts towards the budgets by itself. ``log_ids`` are every gateway
+        log of the call (a repair round or a retry is a request of its own), ``log_id`` the
+        last; reconciliation (``app.ledger``) matches the gateway's logs to the row by them.
+        ``purpose`` (review, ask, api) defaults to what the delivery id tells
+        (``ask:``/``api:`` prefixes).
         """
         async with self._db.write() as conn:
-            return int(
+            ledger_id = int(
                 (
                     await conn.execute(
                         insert(ledger)
                         .values(
+                            purpose=purpose or purpose_of(delivery_id),
                             at=self._clock(),
                             installation_id=installation_id,
                             repository=repository,
@@ -583,6 +596,14 @@ class QuotaLedger:
                     )
                 ).scalar_one()
             )
+            logs = list(dict.fromkeys([*log_ids, *([log_id] if log_id else [])]))
+            if logs:
+                await conn.execute(
+                    self._db.insert(ledger_logs)
+                    .values([{"log_id": log[:200], "ledger_id": ledger_id} for log in logs])
+                    .on_conflict_do_nothing()
+                )
+            return ledger_id
 
     async def record_review_call(
         self,
@@ -607,6 +628,7 @@ class QuotaLedger:
             cached_input_tokens=call.cached_input_tokens,
             cost_usd=call.cost_usd,
             log_id=call.log_id,
+            log_ids=call.log_ids,
             outcome=CallOutcome.OK if call.ok else CallOutcome.ERROR,
             reservation_id=reservation_id,
         )
@@ -637,6 +659,9 @@ class QuotaLedger:
                 log_id=row.log_id,
                 outcome=CallOutcome(row.outcome),
                 reservation_id=row.reservation_id,
+                purpose=row.purpose,
+                gateway_cost_usd=row.gateway_cost_usd,
+                reconciled_at=row.reconciled_at,
             )
             for row in rows
         ]
@@ -839,25 +864,45 @@ async def _sums(
     day: Window,
     week: Window,
 ) -> tuple[float, float, float]:
-    """Spend in the day, the week and the PR: reservations plus unreserved ledger costs."""
+    """Spend in the day, the week and the PR: reservations plus unreserved ledger costs.
+
+    A settled reservation holds the sum of its calls' estimated costs; once reconciliation
+    (``app.ledger``) has stored the gateway's own cost for a call, the difference between the
+    two is added in the reservation's window, so budgets count what the gateway recorded.
+    """
     r = reservations
     charge = case((r.c.settled.is_(True), func.coalesce(r.c.actual_usd, 0.0)), else_=r.c.amount_usd)
+    cost = func.coalesce(ledger.c.gateway_cost_usd, ledger.c.cost_usd)
+    billed = ledger.c.outcome != CallOutcome.REFUSED.value
     sources = (
-        (r.c.created_at, charge, r.c.pr_number, r.c.repository == repository),
+        (r.c.created_at, charge, r.c.pr_number, r.c.repository == repository, None),
         (
             ledger.c.at,
-            func.coalesce(ledger.c.cost_usd, 0.0),
+            func.coalesce(cost, 0.0),
             ledger.c.pr_number,
             and_(
                 ledger.c.repository == repository,
                 ledger.c.reservation_id.is_(None),
-                ledger.c.cost_usd.is_not(None),
-                ledger.c.outcome != CallOutcome.REFUSED.value,
+                cost.is_not(None),
+                billed,
             ),
+            None,
+        ),
+        (
+            r.c.created_at,
+            ledger.c.gateway_cost_usd - func.coalesce(ledger.c.cost_usd, 0.0),
+            r.c.pr_number,
+            and_(
+                r.c.repository == repository,
+                r.c.settled.is_(True),
+                ledger.c.gateway_cost_usd.is_not(None),
+                billed,
+            ),
+            ledger.join(r, ledger.c.reservation_id == r.c.id),
         ),
     )
     totals = [0.0, 0.0, 0.0]
-    for at, amount, pr_column, base in sources:
+    for at, amount, pr_column, base, joined in sources:
         windows: list[ColumnElement[bool]] = [
             and_(at >= day.start, at < day.end),
             and_(at >= week.start, at < week.end),
@@ -865,10 +910,19 @@ async def _sums(
         if pr_number is not None:
             windows.append(pr_column == pr_number)
         query = select(*(_sum_if(window, amount) for window in windows)).where(base, or_(*windows))
+        if joined is not None:
+            query = query.select_from(joined)
         row = (await conn.execute(query)).one()
         for index, value in enumerate(row):
             totals[index] += float(value or 0.0)
     return totals[0], totals[1], totals[2]
+
+
+def purpose_of(delivery_id: str | None) -> str:
+    """What a call was for, by the ledger's delivery id: ``ask:`` and ``api:`` prefixes mark
+    the ``ask`` command's and the service API's calls; anything else is a review."""
+    prefix = (delivery_id or "").partition(":")[0]
+    return prefix if prefix in {"ask", "api"} and ":" in (delivery_id or "") else "review"
 
 
 def _sum_if(condition: ColumnElement[bool], amount: ColumnElement[Any]) -> ColumnElement[Any]:

@@ -43,6 +43,7 @@ from app.intake.routes import RecordingRouter
 from app.intake.verify import (
     MAX_BODY_BYTES,
 )
+from app.ledger import task as ledger_task
 from app.logs import RedactingFilter
 from app.metrics import Metrics
 from app.operator import endpoints as operator_endpoints
@@ -134,6 +135,7 @@ def create_app(
         app.cleanup_ctx.append(_workers_ctx)
         app.cleanup_ctx.append(_action_timers_ctx)
         app.cleanup_ctx.append(_sweepers_ctx)
+        app.cleanup_ctx.append(_ledger_ctx)
     return app
 
 
@@ -351,6 +353,13 @@ async def _sweepers_ctx(app: web.Application) -> AsyncIterator[None]:
         await sweepers.stop()
 
 
+async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The ledger's reconciliation with the gateway's logs (``app.ledger``), with CF_API_TOKEN."""
+    services = app[SERVICES]
+    async with ledger_task.running(services.settings, services.db, services.metrics):
+        yield
+
+
 async def webhook_view(request: web.Request) -> web.Response:
     """Read the request, have intake judge and store it, answer. The metrics and the health
     window hear of it from intake (``_count_answered``), a batch at a time.
@@ -455,6 +464,13 @@ async def _health(app: web.Application) -> dict[str, Any]:
         body["status"] = "unhealthy"
         body["queue_depth"] = None
         body["components"]["database"] = {"state": "unhealthy"}
+    try:
+        ledger = await ledger_task.ledger_health(services.settings, services.db, services.metrics)
+    except Exception:  # a database fault is the queue's check's to report
+        log.exception("health check could not read the ledger's discrepancies")
+    else:
+        if ledger is not None:
+            body["ledger"] = ledger
     return body
 
 

@@ -93,6 +93,14 @@ class Settings(BaseSettings):
     # it must exceed the longest review
     reservation_timeout_seconds: float = Field(default=1800.0, gt=0)
     reservation_sweep_interval_seconds: float = Field(default=300.0, gt=0)
+    # Reconciliation of the ledger with the gateway's logs (app/ledger, README "Cost
+    # reconciliation"): off without CF_API_TOKEN (AI Gateway Read; + Edit to write outcomes
+    # back, else the first 403 turns the write-back off). The token goes to CF_API_BASE_URL only
+    cf_api_token: SecretStr | None = None
+    cf_api_base_url: str = "https://api.cloudflare.com/client/v4"
+    ledger_reconcile_interval_seconds: float = Field(default=3600.0, gt=0)
+    ledger_discrepancy_warn_threshold: int = Field(default=10, ge=0)
+    ledger_writeback: bool = True
 
     # Storage and serving
     database_url: str = "sqlite+aiosqlite:///aigateway.db"
@@ -183,18 +191,22 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     @field_validator(
-        "operator_token", "api_token", "github_client_secret", "dashboard_session_secret"
+        "operator_token",
+        "api_token",
+        "github_client_secret",
+        "dashboard_session_secret",
+        "cf_api_token",
     )
     @classmethod
     def _empty_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value is not None and value.get_secret_value() else None
 
-    @field_validator("github_api_url")
+    @field_validator("github_api_url", "cf_api_base_url")
     @classmethod
     def _api_url_is_http(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in {"http", "https"} or not parts.netloc:
-            raise ValueError("GITHUB_API_URL must be an absolute http(s) URL")
+            raise ValueError("must be an absolute http(s) URL")
         return value.rstrip("/")
 
     # ------------------------------------------------------------------ derived values
@@ -333,6 +345,7 @@ class Settings(BaseSettings):
             self.api_token,
             self.github_client_secret,
             self.dashboard_session_secret,
+            self.cf_api_token,
         ):
             if secret is not None and len(secret.get_secret_value()) >= 6:
                 values.append(secret.get_secret_value())

@@ -360,9 +360,9 @@ async def test_reviews_through_the_gateway_with_every_header(
     for request in (a_request, o_request):
         assert request.header("cf-aig-authorization") == f"Bearer {TOKEN}"
         assert request.metadata == {
+            "app": "aigateway",
             "repository": "octo/widgets",
             "pr": 42,
-            "installation": 7,
             "delivery": "d-1",
             "purpose": "review",
         }
@@ -489,6 +489,7 @@ def test_metadata_header_is_small_json() -> None:
     assert len(value) <= 5
     assert all(isinstance(v, str | int | float | bool) for v in value.values())
     assert json.loads(CallMetadata(repository="o/r").header_value()) == {
+        "app": "aigateway",
         "repository": "o/r",
         "purpose": "review",
     }

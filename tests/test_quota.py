@@ -428,6 +428,12 @@ async def test_ledger_rows_keep_every_field(quota: QuotaLedger, db: Database) ->
         "log_id": "01JLOGID",
         "outcome": "ok",
         "reservation_id": held.id,
+        "purpose": "review",
+        "gateway_cost_usd": None,
+        "gateway_input_tokens": None,
+        "gateway_output_tokens": None,
+        "gateway_cached": None,
+        "reconciled_at": None,
     }
     (entry,) = await quota.entries(REPO)
     assert (entry.id, entry.outcome, entry.reservation_id, entry.at) == (

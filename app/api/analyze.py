@@ -196,6 +196,7 @@ async def _record(
         cached_input_tokens=call.cached_input_tokens,
         cost_usd=call.cost_usd,
         log_id=call.log_id,
+        log_ids=call.log_ids,
         outcome=CallOutcome.OK if call.ok else CallOutcome.ERROR,
         reservation_id=reservation_id,
     )

@@ -232,6 +232,7 @@ async def _answer_all(
             cached_input_tokens=call.cached_input_tokens,
             cost_usd=call.cost_usd,
             log_id=call.log_id,
+            log_ids=call.log_ids,
             outcome=CallOutcome.OK if call.ok else CallOutcome.ERROR,
             reservation_id=reservation.id,
         )

@@ -51,6 +51,9 @@ logger = logging.getLogger(__name__)
 
 METADATA_HEADER: Final = "cf-aig-metadata"
 LOG_ID_HEADER: Final = "cf-aig-log-id"
+#: The metadata entry that marks the bot's own calls in the gateway's logs.
+METADATA_APP_KEY: Final = "app"
+METADATA_APP: Final = "aigateway"
 SUBMIT_TOOL: Final = "submit_review"
 
 # Error codes (Anthropic ``error.details.error_code``, OpenAI ``error.code`` / ``error.type``)
@@ -76,7 +79,9 @@ class CallMetadata:
     """Who a call is for, sent as ``cf-aig-metadata`` so gateway logs attribute the spend.
 
     At most five entries (the gateway silently drops more); values are strings, numbers or
-    booleans; entries that are None are left out.
+    booleans; entries that are None are left out. ``app: aigateway`` comes first: it is how
+    reconciliation (``app.ledger``) tells the bot's calls from others' on a shared gateway.
+    The installation is not sent (the ledger keeps it; the repository names it anyway).
     """
 
     repository: str | None = None
@@ -87,11 +92,11 @@ class CallMetadata:
 
     def entries(self) -> dict[str, str | int]:
         values: dict[str, str | int | None] = {
+            METADATA_APP_KEY: METADATA_APP,
+            "purpose": self.purpose,
             "repository": self.repository,
             "pr": self.pr,
-            "installation": self.installation,
             "delivery": self.delivery,
-            "purpose": self.purpose,
         }
         return {
             key: (value[:200] if isinstance(value, str) else value)

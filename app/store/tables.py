@@ -147,8 +147,85 @@ ledger = Table(
     # ok | error | refused (refused by a budget: no call was made)
     Column("outcome", String(16), nullable=False),
     Column("reservation_id", Integer, nullable=True),
+    # review | ask | api: what the call was for (``app.ledger``)
+    Column("purpose", String(16), nullable=False, server_default="review"),
+    # What the gateway's own log recorded for the call (all of its requests), once reconciled
+    # (``app.ledger``); budgets count ``gateway_cost_usd`` instead of ``cost_usd`` once known.
+    Column("gateway_cost_usd", Float, nullable=True),
+    Column("gateway_input_tokens", Integer, nullable=True),
+    Column("gateway_output_tokens", Integer, nullable=True),
+    Column("gateway_cached", Boolean, nullable=True),
+    Column("reconciled_at", UTCDateTime(), nullable=True),
 )
 Index("ix_ledger_repository_at", ledger.c.repository, ledger.c.at)
+
+# Every gateway log (``cf-aig-log-id``) of a ledger row: a call with a repair round or a retry
+# made several requests, each logged on its own. The gateway's figures per log, once seen.
+ledger_logs = Table(
+    "ledger_logs",
+    metadata,
+    Column("log_id", String(200), primary_key=True),
+    Column("ledger_id", Integer, nullable=False),
+    Column("cost_usd", Float, nullable=True),
+    Column("input_tokens", Integer, nullable=True),
+    Column("output_tokens", Integer, nullable=True),
+    Column("cached", Boolean, nullable=True),
+    Column("logged_at", UTCDateTime(), nullable=True),
+    Column("seen_at", UTCDateTime(), nullable=True),
+)
+Index("ix_ledger_logs_ledger", ledger_logs.c.ledger_id)
+
+# What reconciliation found wrong: a ledger row's log the gateway never recorded
+# (``missing_from_gateway``), or a gateway log carrying the bot's metadata that no ledger row
+# holds (``missing_from_ledger``). Unique per (kind, log); resolved when the log turns up.
+ledger_discrepancies = Table(
+    "ledger_discrepancies",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(24), nullable=False),
+    Column("log_id", String(200), nullable=False),
+    Column("ledger_id", Integer, nullable=True),
+    Column("repository", String(300), nullable=True),
+    Column("purpose", String(16), nullable=True),
+    Column("provider", String(50), nullable=True),
+    Column("model", String(200), nullable=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("cost_usd", Float, nullable=True),
+    Column("detail", Text, nullable=False),
+    Column("detected_at", UTCDateTime(), nullable=False),
+    Column("resolved_at", UTCDateTime(), nullable=True),
+)
+Index(
+    "ix_ledger_discrepancies_once",
+    ledger_discrepancies.c.kind,
+    ledger_discrepancies.c.log_id,
+    unique=True,
+)
+Index("ix_ledger_discrepancies_open", ledger_discrepancies.c.resolved_at)
+
+# Reconciliation runs: the next run starts where the last one ended (less an overlap).
+ledger_reconciliations = Table(
+    "ledger_reconciliations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("since", UTCDateTime(), nullable=False),
+    Column("until", UTCDateTime(), nullable=False),
+    Column("logs_seen", Integer, nullable=False),
+    Column("rows_corrected", Integer, nullable=False),
+    Column("discrepancies", Integer, nullable=False),
+)
+
+# A change's outcome written to the gateway logs of the calls that reviewed it: once per
+# (change, outcome), so a second run writes nothing and a worse outcome later is written again.
+ledger_writebacks = Table(
+    "ledger_writebacks",
+    metadata,
+    Column("change_id", Integer, primary_key=True),
+    Column("outcome", String(24), primary_key=True),
+    Column("logs", Integer, nullable=False),
+    Column("written_at", UTCDateTime(), nullable=False),
+)
 
 # "Budget exhausted" comments already posted: at most one per (repository, PR, budget window),
 # kept across restarts.

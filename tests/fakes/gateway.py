@@ -361,6 +361,8 @@ class FakeGateway:
         self.requests: list[RecordedRequest] = []
         self.origin: str | None = None
         self._log_ids = itertools.count(1)
+        # Every request with the ``cf-aig-log-id`` it was answered with, as a gateway logs it.
+        self.logged: list[tuple[str, RecordedRequest]] = []
         self._log_id_prefix = log_id_prefix
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -484,6 +486,7 @@ class FakeGateway:
         if task is not None:
             self._tasks.add(task)
         log_id = self._next_log_id()
+        self.logged.append((log_id, recorded))
         try:
             if self.token is not None and recorded.header("cf-aig-authorization") != (
                 f"Bearer {self.token}"

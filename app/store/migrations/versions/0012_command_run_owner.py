@@ -4,7 +4,7 @@ A claim whose worker died mid-command belongs to that delivery: when the queue h
 out again, the command runs again instead of being skipped as "ran already" and lost.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
