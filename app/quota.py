@@ -348,6 +348,10 @@ class DailySpend:
     day: date
     cost_usd: float
     calls: int
+    #: The same calls at the gateway's own cost where reconciliation has found it (``app.ledger``),
+    #: at the estimate elsewhere; and how many of them were reconciled.
+    reconciled_usd: float = 0.0
+    reconciled_calls: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -744,6 +748,10 @@ class QuotaLedger:
                 day.label("day"),
                 func.coalesce(func.sum(ledger.c.cost_usd), 0.0),
                 func.count(),
+                func.coalesce(
+                    func.sum(func.coalesce(ledger.c.gateway_cost_usd, ledger.c.cost_usd)), 0.0
+                ),
+                func.count(ledger.c.reconciled_at),
             )
             .where(
                 ledger.c.at >= since,
@@ -762,6 +770,8 @@ class QuotaLedger:
                 repository=row[0],
                 day=row[1] if isinstance(row[1], date) else date.fromisoformat(str(row[1])),
                 cost_usd=float(row[2]),
+                reconciled_usd=float(row[4]),
+                reconciled_calls=int(row[5]),
                 calls=int(row[3]),
             )
             for row in rows

@@ -4,6 +4,7 @@ seeded ledger, the filters' errors (no browser: see test_dashboard_browser.py fo
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,6 +13,8 @@ from aiohttp.test_utils import TestClient
 
 from app.dashboard.oauth import GitHubOAuth, OAuthError
 from app.dashboard.views import DASHBOARD
+from app.ledger.reconcile import Correction, Reconciliation
+from app.ledger.store import LedgerReconcileStore
 from app.quota import QuotaLedger
 from app.server import create_app
 from app.settings import SettingsError
@@ -224,6 +227,38 @@ async def test_spend_per_day_equals_the_ledger_with_budgets(env: DashboardEnv) -
     assert demo["days_over_daily_budget"] == 1
     assert demo["calls"] == 4  # the refused call cost nothing and is not counted
     assert by_name["octo/site"]["budget"] is None
+
+
+async def test_spend_shows_the_gateways_own_cost_beside_the_estimate(env: DashboardEnv) -> None:
+    entries = await QuotaLedger(env.db).entries("octo/demo", limit=1000)
+    row = next(e for e in entries if e.cost_usd)
+    assert row.cost_usd is not None
+    correction = Correction(
+        ledger_id=row.id,
+        cost_usd=row.cost_usd + 0.25,  # the pricing table was stale: the gateway billed more
+        input_tokens=1,
+        output_tokens=1,
+        cached=False,
+        estimated_usd=row.cost_usd,
+    )
+    now = datetime.now(UTC)
+    await LedgerReconcileStore(env.db).apply(
+        Reconciliation(corrections=(correction,), discrepancies=(), matched=()),
+        started_at=now,
+        since=now - timedelta(days=1),
+        until=now,
+        logs_seen=1,
+    )
+    body = await (await env.client.get("/dashboard/api/spend", headers=OPERATOR_HEADERS)).json()
+    demo = next(r for r in body["repositories"] if r["repository"] == "octo/demo")
+    assert demo["total_usd"] == pytest.approx(ledger_total(entries, "octo/demo"))
+    assert demo["reconciled_usd"] == pytest.approx(demo["total_usd"] + 0.25)
+    assert demo["reconciled_calls"] == 1
+    assert body["reconciled_usd"] == pytest.approx(body["total_usd"] + 0.25)
+    assert await operator_sign_in(env.client) == 303
+    page = await (await env.client.get("/dashboard")).text()
+    assert f'id=spend-reconciled data-usd="{body["reconciled_usd"]}"' in page
+    assert f"1 of {demo['calls']}" in page
 
 
 async def test_reviews_outcomes_and_calibration(env: DashboardEnv) -> None:

@@ -73,16 +73,25 @@ class Figures:
         for row in rows:
             entry = per_repo.setdefault(
                 row.repository,
-                {"repository": row.repository, "per_day": [0.0] * len(days), "calls": 0},
+                {
+                    "repository": row.repository,
+                    "per_day": [0.0] * len(days),
+                    "calls": 0,
+                    "reconciled_usd": 0.0,
+                    "reconciled_calls": 0,
+                },
             )
             entry["per_day"][index[row.day]] += row.cost_usd
             entry["calls"] += row.calls
+            entry["reconciled_usd"] += row.reconciled_usd
+            entry["reconciled_calls"] += row.reconciled_calls
         budgets = await ledger.known_budgets(list(per_repo) if per_repo else ())
         repositories = []
         for name in sorted(per_repo):
             entry = per_repo[name]
             entry["per_day"] = [round(value, 6) for value in entry["per_day"]]
             entry["total_usd"] = round(sum(entry["per_day"]), 6)
+            entry["reconciled_usd"] = round(entry["reconciled_usd"], 6)
             known = budgets.get(name)
             entry["budget"] = (
                 None
@@ -104,6 +113,9 @@ class Figures:
             "days": [day.isoformat() for day in days],
             "repositories": repositories,
             "total_usd": round(sum(r["total_usd"] for r in repositories), 6),
+            # The gateway's own figures where reconciliation found them (CF_API_TOKEN), else the
+            # estimate: equal to total_usd until calls are reconciled.
+            "reconciled_usd": round(sum(r["reconciled_usd"] for r in repositories), 6),
             "budgets_from": "the budgets last applied when reserving for each repository",
         }
 

@@ -117,14 +117,21 @@ def _spend(spend: dict[str, Any]) -> str:
             str(e["days_over_daily_budget"]),
             budget(e, "weekly_usd"),
             budget(e, "per_pr_usd"),
+            f'<span class=usd data-usd="{e["reconciled_usd"]}">'
+            f"{escape(usd(e['reconciled_usd']))}</span>",
+            f"{e['reconciled_calls']} of {e['calls']}",
         )
         for e in spend["repositories"]
     ]
     total = usd(spend["total_usd"])
+    reconciled = usd(spend["reconciled_usd"])
     return (
         "<section id=spend><h2>Spend per repository and day</h2>"
         f'<p>Total: <strong id=spend-total data-usd="{spend["total_usd"]}">{escape(total)}'
-        "</strong> (ledger costs; budgets as last applied when reserving)</p>"
+        "</strong> (ledger costs; budgets as last applied when reserving); "
+        "at the gateway&#39;s own cost where reconciled: "
+        f'<strong id=spend-reconciled data-usd="{spend["reconciled_usd"]}">'
+        f"{escape(reconciled)}</strong></p>"
         '<div class=chart><canvas id="spend-chart" aria-label="Spend per day"></canvas></div>'
         + _table(
             (
@@ -135,6 +142,8 @@ def _spend(spend: dict[str, Any]) -> str:
                 "days over it",
                 "weekly budget",
                 "per-PR budget",
+                "gateway's cost",
+                "calls reconciled",
             ),
             rows,
             id="spend-table",
