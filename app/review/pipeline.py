@@ -414,9 +414,10 @@ def _path_instructions(config: RepoConfig, paths: Sequence[str]) -> list[str]:
 
 
 def ignore_globs(config: RepoConfig) -> Sequence[str]:
-    """The paths no model is shown: the repository's globs, or the defaults when it sets none."""
-    globs = config.review.ignore_globs
-    return globs if globs is not None else DEFAULT_IGNORE_GLOBS
+    """The paths no model is shown: the built-in list, then the repository's globs (after it,
+    so that ``!pattern`` re-includes); ``review.ignore_defaults: false`` drops the built-ins."""
+    own = tuple(config.review.ignore_globs or ())
+    return (*DEFAULT_IGNORE_GLOBS, *own) if config.review.ignore_defaults else own
 
 
 async def fetch_files(gh: GitHubAPI, pr: PullRequest, ignore: Sequence[str]) -> list[FileDiff]:
