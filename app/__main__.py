@@ -303,106 +303,9 @@ def _replay_file(path: Path, event_name: str) -> int:
 
 def cmd_review_diff(args: argparse.Namespace) -> int:
     """Review a local patch with both models through the configured gateway; post nothing."""
-    from app.gateway import CallMetadata, GatewayConfigError, build_reviewers
-    from app.policy.risk import PathChange, classify_paths, render_risk_table
-    from app.repo_config import RepoConfig, load_repo_config
-    from app.review.diff import DEFAULT_IGNORE_GLOBS, parse_unified_diff
-    from app.review.pipeline import review_files, reviewer_specs
-    from app.review.prompt import PullRequestInfo
-    from app.review.render import review_body
+    from app.cli.review_diff import run
 
-    try:
-        text = Path(args.patch).read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        print(f"cannot read {args.patch}: {exc.strerror}", file=sys.stderr)
-        return 2
-    config = RepoConfig()
-    if args.config:
-        result = load_repo_config(Path(args.config).read_text(encoding="utf-8"), source=args.config)
-        for error in result.errors:
-            print(f"config: {error}", file=sys.stderr)
-        config = result.config
-    settings = _load_settings()
-    ignore = (
-        config.review.ignore_globs
-        if config.review.ignore_globs is not None
-        else DEFAULT_IGNORE_GLOBS
-    )
-    files = parse_unified_diff(text, ignore_globs=ignore)
-    if not files:
-        print(f"{args.patch} holds no diff", file=sys.stderr)
-        return 2
-    risk = classify_paths([PathChange(f.path, f.old_path) for f in files], config.risk.rules)
-
-    async def run() -> int:
-        try:
-            clients = build_reviewers(settings)
-        except GatewayConfigError as exc:
-            print(f"aigateway: {exc}", file=sys.stderr)
-            return 2
-        async with clients:
-            model_run = await review_files(
-                files,
-                reviewers=reviewer_specs(clients.reviewers, config),
-                pr=PullRequestInfo(
-                    repository="local",
-                    number=None,
-                    title=args.title,
-                    body="",
-                    base_ref="base",
-                    head_ref=Path(args.patch).name,
-                ),
-                settings=settings,
-                config=config,
-                metadata=CallMetadata(repository="local", purpose="review-diff"),
-                risk=risk,
-            )
-        consensus = model_run.consensus
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "confidence": consensus.confidence,
-                        "complete": consensus.complete,
-                        "risk_tier": risk.tier.value,
-                        "reviewers": [
-                            {
-                                "name": r.reviewer,
-                                "verdict": r.verdict.value if r.verdict else None,
-                                "confidence": r.confidence,
-                                "errors": list(r.errors),
-                            }
-                            for r in consensus.reviewers
-                        ],
-                        "findings": [
-                            {**m.finding.model_dump(mode="json"), "raised_by": list(m.raised_by)}
-                            for m in consensus.findings
-                        ],
-                        "not_reviewed": [list(x) for x in model_run.slicing.not_reviewed],
-                        "input_tokens": model_run.input_tokens,
-                        "output_tokens": model_run.output_tokens,
-                        "cost_usd": model_run.cost_usd,
-                    },
-                    indent=2,
-                )
-            )
-            return 0
-        print(
-            review_body(
-                consensus,
-                outside_diff=consensus.findings,
-                not_reviewed=model_run.slicing.not_reviewed,
-            )
-        )
-        print()
-        print(render_risk_table(risk))
-        print(
-            f"\n{model_run.input_tokens} input + {model_run.output_tokens} output tokens, "
-            f"${model_run.cost_usd:.4f}"
-        )
-        return 0
-
-    return _run(run)
+    return run(args, load_settings=_load_settings)
 
 
 def cmd_quota(args: argparse.Namespace) -> int:
@@ -613,12 +516,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--event", default=None, help="its X-GitHub-Event, e.g. pull_request")
     rp.set_defaults(func=cmd_replay)
 
-    rd = sub.add_parser("review-diff", help="review a local patch file; posts nothing")
-    rd.add_argument("patch", help="a unified diff, e.g. from git diff or git format-patch")
-    rd.add_argument("--config", default=None, help="a .github/aigateway.yml to apply")
-    rd.add_argument("--title", default="local patch")
-    rd.add_argument("--json", action="store_true")
-    rd.set_defaults(func=cmd_review_diff)
+    from app.cli.review_diff import add_parser as add_review_diff
+
+    add_review_diff(sub)
+    sub.choices["review-diff"].set_defaults(func=cmd_review_diff)
 
     qt = sub.add_parser("quota", help="spend against each budget, per repository")
     qt.add_argument("--repo", default=None, help="owner/name; all repositories when omitted")
