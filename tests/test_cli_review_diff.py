@@ -288,3 +288,40 @@ async def test_the_repository_config_applies_by_default(tmp_path: Path) -> None:
     data = json.loads(result.stdout)
     assert data["config"].endswith(".github/aigateway.yml")
     assert data["risk_tier"] == "critical"
+
+
+MANIFESTS = [
+    "requirements.txt",
+    "requirements-dev.txt",
+    "requirements/base.txt",
+    "requirements/dev.in",
+    "constraints.txt",
+    "Pipfile",
+    "Pipfile.lock",
+    "pyproject.toml",
+    "setup.py",
+    "setup.cfg",
+    "package.json",
+    "web/package-lock.json",
+    "yarn.lock",
+    "poetry.lock",
+    "uv.lock",
+    "go.mod",
+    "go.sum",
+    "Cargo.toml",
+    "Cargo.lock",
+    "Gemfile",
+]
+
+
+async def test_every_dependency_manifest_is_high_risk_through_the_cli(tmp_path: Path) -> None:
+    patch = "".join(
+        f"diff --git a/{p} b/{p}\n--- a/{p}\n+++ b/{p}\n@@ -1 +1 @@\n-a==1\n+a==2\n"
+        for p in MANIFESTS
+    )
+    result = await review_diff(
+        "review-diff", "-", "--dry-run", "--json", cwd=tmp_path, env=_env(), stdin=patch
+    )
+    assert result.code == 0, result.stderr
+    tiers = {f["path"]: f["tier"] for f in json.loads(result.stdout)["files"]}
+    assert tiers == dict.fromkeys(MANIFESTS, "high")
