@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import gc
 import json
+import logging
 import re
 import sys
 import uuid
@@ -20,10 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from app.cli.startup import require_database
 from app.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from app.queue import DeliveryQueue
+
+DESCRIPTION = (
+    "aigateway: a GitHub App that reviews pull requests with two models. Settings come from the "
+    "environment and a .env file in the current directory. Without a command, serve runs."
+)
 
 
 def _load_settings(**overrides: Any) -> Settings:
@@ -56,6 +63,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     redactor = configure_logging(
         fmt=settings.log_format, level=settings.log_level, secrets=settings.secret_values()
     )
+    from app.cli.startup import serve_lines
+
+    for line in serve_lines(settings):
+        logging.getLogger("app.serve").info(line)
     app = create_app(settings, redactor=redactor)
     loop = new_event_loop(settings.event_loop)
     # Everything imported so far lives for the whole process: keep the collector off it, so
@@ -105,6 +116,8 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
         print("--older-than goes with --purge-failed", file=sys.stderr)
         return 2
     settings = _load_settings()
+    if not require_database(settings):
+        return 1
 
     async def run() -> int:
         db = Database.from_url(settings.database_url)
@@ -218,6 +231,8 @@ def _requeue(delivery_id: str) -> int:
     from app.store.db import Database
 
     settings = _load_settings()
+    if not require_database(settings):
+        return 1
 
     async def run() -> int:
         db = Database.from_url(settings.database_url)
@@ -315,6 +330,8 @@ def cmd_quota(args: argparse.Namespace) -> int:
     from app.store.db import Database
 
     settings = _load_settings()
+    if not require_database(settings):
+        return 1
 
     async def run() -> int:
         db = Database.from_url(settings.database_url)
@@ -360,6 +377,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
     settings = _load_settings()
+    if not require_database(settings):
+        return 1
 
     async def run() -> int:
         db = Database.from_url(settings.database_url)
@@ -388,6 +407,8 @@ def cmd_actions(args: argparse.Namespace) -> int:
     from app.store.db import Database
 
     settings = _load_settings()
+    if not require_database(settings):
+        return 1
 
     async def run() -> int:
         db = Database.from_url(settings.database_url)
@@ -477,13 +498,16 @@ def _days(value: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    prog = "aigateway" if Path(sys.argv[0]).name == "aigateway" else "python -m app"
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command")
 
     serve = sub.add_parser("serve", help="run the webhook server and its workers (default)")
-    serve.add_argument("--host", default=None)
-    serve.add_argument("--port", type=int, default=None)
-    serve.add_argument("--log-format", choices=["json", "text"], default=None)
+    serve.add_argument("--host", default=None, help="address to listen on (default: HOST)")
+    serve.add_argument("--port", type=int, default=None, help="port to listen on (default: PORT)")
+    serve.add_argument(
+        "--log-format", choices=["json", "text"], default=None, help="default: LOG_FORMAT"
+    )
     serve.set_defaults(func=cmd_serve)
 
     mig = sub.add_parser("migrate", help="apply database migrations")
@@ -491,8 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     dl = sub.add_parser("deliveries", help="list recent deliveries")
     dl.add_argument("--failed", action="store_true", help="only deliveries that failed for good")
-    dl.add_argument("--limit", type=int, default=50)
-    dl.add_argument("--json", action="store_true")
+    dl.add_argument("--limit", type=int, default=50, help="how many, newest first (default: 50)")
+    dl.add_argument("--json", action="store_true", help="print JSON")
     dl.add_argument(
         "--purge-failed",
         action="store_true",
@@ -528,21 +552,21 @@ def build_parser() -> argparse.ArgumentParser:
     fb = sub.add_parser("report", help="what became of the changes the bot decided on")
     fb.add_argument("--repo", required=True, help="owner/name")
     fb.add_argument("--since", default=None, help="only changes decided since this date")
-    fb.add_argument("--json", action="store_true")
+    fb.add_argument("--json", action="store_true", help="print JSON")
     fb.set_defaults(func=cmd_report)
 
     ac = sub.add_parser("actions", help="actions (merge, escalate) that failed for good")
     ac.add_argument("verb", nargs="?", choices=["retry"], help="retry ID: queue one again")
     ac.add_argument("id", nargs="?", type=int, default=None, help="the action's id")
     ac.add_argument("--failed", action="store_true", help="list them (the default)")
-    ac.add_argument("--json", action="store_true")
+    ac.add_argument("--json", action="store_true", help="print JSON")
     ac.set_defaults(func=cmd_actions)
 
     sc = sub.add_parser("schema", help="print the JSON Schema of .github/aigateway.yml")
     sc.set_defaults(func=cmd_schema)
 
     cc = sub.add_parser("check-config", help="validate a .github/aigateway.yml file")
-    cc.add_argument("file")
+    cc.add_argument("file", help="the file to check")
     cc.set_defaults(func=cmd_check_config)
     return parser
 
