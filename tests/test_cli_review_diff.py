@@ -15,8 +15,9 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from tests.fakes.gateway import FakeGateway, HttpError
+from tests.fakes.gateway import FakeGateway, HttpError, Reply
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -325,3 +326,150 @@ async def test_every_dependency_manifest_is_high_risk_through_the_cli(tmp_path: 
     assert result.code == 0, result.stderr
     tiers = {f["path"]: f["tier"] for f in json.loads(result.stdout)["files"]}
     assert tiers == dict.fromkeys(MANIFESTS, "high")
+
+
+def _big_patch(files: int, lines: int) -> str:
+    out = []
+    for n in range(files):
+        body = "".join(
+            f"+value_{n}_{i} = compute({i}, 'padding text for tokens')\n" for i in range(lines)
+        )
+        out.append(
+            f"diff --git a/src/m{n}.py b/src/m{n}.py\nnew file mode 100644\n--- /dev/null\n"
+            f"+++ b/src/m{n}.py\n@@ -0,0 +1,{lines} @@\n{body}"
+        )
+    return "".join(out)
+
+
+async def test_every_slice_summary_all_findings_and_markdown(tmp_path: Path) -> None:
+    from app.review.model import Finding, ModelReview
+
+    def findings(category: str) -> list[Finding]:
+        return [
+            Finding.model_validate(
+                {
+                    "path": "src/m0.py",
+                    "line": i + 1,
+                    "severity": "minor",
+                    "category": category,
+                    "title": f"{category} finding number {i}",
+                    "body": "On an added line.",
+                }
+            )
+            for i in range(30)
+        ]
+
+    def answer(summary: str, category: str) -> Any:
+        def respond(request: Any) -> Reply:
+            found = findings(category) if "## src/m0.py" in request.prompt else []
+            return Reply(
+                ModelReview(summary=summary, verdict="comment", confidence=0.8, findings=found)
+            )
+
+        return respond
+
+    async with FakeGateway() as gateway:
+        gateway.anthropic.respond_with(answer("Claude part summary", "style"))
+        gateway.openai.respond_with(answer("GPT part summary", "docs"))
+        env = _env(AIG_GATEWAY_URL=gateway.url, SLICE_TOKEN_BUDGET="600")
+        args = ("review-diff", "-", "--no-ledger")
+        patch = _big_patch(4, 30)
+        as_json = await review_diff(*args, "--json", cwd=tmp_path, env=env, stdin=patch)
+        text = await review_diff(*args, cwd=tmp_path, env=env, stdin=patch)
+        everything = await review_diff(*args, "--all", cwd=tmp_path, env=env, stdin=patch)
+        markdown = await review_diff(*args, "--markdown", cwd=tmp_path, env=env, stdin=patch)
+    for result in (as_json, text, everything, markdown):
+        assert result.code == 0, result.stderr
+    data = json.loads(as_json.stdout)
+    parts = len(data["slices"])
+    assert parts > 1
+    for reviewer in data["reviewers"]:
+        assert [s["slice"] for s in reviewer["summaries"]] == list(range(parts))
+    assert text.stdout.count("Claude (part ") == parts
+    assert f"Claude (part {parts} of {parts}): Claude part summary" in text.stdout
+    assert "Findings (60)" in text.stdout and "outside the diff" not in text.stdout
+    assert "… and 10 more findings (--all lists them)" in text.stdout
+    assert text.stdout.count("finding number") == 50
+    assert everything.stdout.count("finding number") == 60
+    assert "more findings" not in everything.stdout
+    assert "### Findings (60)" in markdown.stdout and "`src/m0.py:1`" in markdown.stdout
+    assert "### Findings" not in text.stdout and "`" not in text.stdout.split("Findings")[1][:200]
+
+
+async def test_the_estimate_is_shown_before_calling_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+
+    (tmp_path / "change.patch").write_text(PATCH)
+    main, secondary = pty.openpty()
+    async with FakeGateway() as gateway:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "app",
+            "review-diff",
+            "change.patch",
+            "--no-ledger",
+            env=_env(AIG_GATEWAY_URL=gateway.url),
+            cwd=tmp_path,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=secondary,
+        )
+        os.close(secondary)
+        await asyncio.wait_for(proc.communicate(), 90)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(main)
+    assert proc.returncode == 0
+    assert b"estimated cost at most claude-sonnet-4-6 $" in seen
+
+
+async def test_a_real_git_format_patch(tmp_path: Path) -> None:
+    import subprocess
+
+    repo = tmp_path / "proj"
+    repo.mkdir()
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-c", "user.name=T", "-c", "user.email=t@example.com", *args],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
+    git("init", "-q")
+    # (Not app.py: ``python -m app`` run in this folder would import that one.)
+    (repo / "calc.py").write_text("def f(a):\n    return a\n")
+    (repo / "requirements.txt").write_text("aiohttp==3.8.6\n")
+    git("add", ".")
+    git("commit", "-qm", "start")
+    (repo / "calc.py").write_text("def f(a):\n    return a * 2\n")
+    (repo / "requirements.txt").write_text("aiohttp==3.10.0\n")
+    (repo / "_speedups.c").write_text("/* Generated by Cython 3.0.10 */\nint x;\n")
+    (repo / "schema.py").write_text("SCHEMA = 1\n")
+    (repo / ".gitattributes").write_text("schema.py linguist-generated\n")
+    git("add", ".")
+    git("commit", "-qm", "Double f and bump aiohttp")
+    patch = git("format-patch", "-1", "--stdout")
+    result = await review_diff(
+        "review-diff", "-", "--dry-run", "--json", cwd=repo, env=_env(), stdin=patch
+    )
+    assert result.code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["title"] == "Double f and bump aiohttp"
+    files = {f["path"]: f for f in data["files"]}
+    assert files["requirements.txt"]["tier"] == "high" and data["risk_tier"] == "high"
+    assert files["calc.py"]["reviewed"] is True
+    assert files["_speedups.c"]["skip_reason"] == "generated (Cython output)"
+    assert files["schema.py"]["skip_reason"] == "generated (linguist-generated in .gitattributes)"
+    sent = " ".join(p for s in data["slices"] for p in s["paths"])
+    assert "_speedups.c" not in sent and "schema.py" not in sent

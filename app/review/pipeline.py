@@ -446,7 +446,11 @@ async def fetch_gitattributes(gh: GitHubAPI, repository: str, ref: str) -> GitAt
     Read at the head, as GitHub's own diff view does: a pull request that marks a file
     generated only moves it to "not reviewed", which holds the decision back unless waived.
     """
-    fetched = await fetch_text_file(gh, repository, ".gitattributes", ref=ref)
+    try:
+        fetched = await fetch_text_file(gh, repository, ".gitattributes", ref=ref)
+    except gidgethub.BadRequest as exc:  # not ours to read: content detection still applies
+        log.warning("could not read .gitattributes of %s at %s: %s", repository, ref[:12], exc)
+        return GitAttributes()
     return GitAttributes.parse(fetched.text if fetched is not None else None)
 
 
