@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli.diff_report import Estimate, Report, render_json, render_text
 from app.cli.patch_input import (
@@ -33,6 +33,13 @@ from app.cli.patch_input import (
     repository_root,
 )
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.gateway import CallMetadata
+    from app.quota import QuotaLedger
+    from app.repo_config import RepoConfig
+    from app.review.pipeline import ReviewerSpec, Spending
+    from app.store.db import Database
 
 EXIT_OK = 0
 EXIT_NO_ANSWER = 1
@@ -171,7 +178,7 @@ def _run(args: argparse.Namespace, load_settings: Callable[..., Settings]) -> in
     return asyncio.run(_review(args, settings, report))
 
 
-def _estimate(prompt_text: str, settings: Settings, config: Any) -> Estimate:
+def _estimate(prompt_text: str, settings: Settings, config: RepoConfig) -> Estimate:
     from app.quota import estimate_call_cost
 
     models = {
@@ -195,7 +202,7 @@ def _tokens(text: str) -> int:
     return estimate_tokens(text)
 
 
-def _per_review_cap(max_cost: float | None, settings: Settings, config: Any) -> _Budget:
+def _per_review_cap(max_cost: float | None, settings: Settings, config: RepoConfig) -> _Budget:
     from app.quota import repository_budget
 
     per_pr = repository_budget(settings, config).per_pr_usd
@@ -235,9 +242,9 @@ async def _review(args: argparse.Namespace, settings: Settings, report: Report) 
         specs = reviewer_specs(clients.reviewers, report.config)
         ledger = None if args.no_ledger else await _open_ledger(settings)
         try:
-            spending = None
+            spending: Spending | None = None
             if ledger is not None:
-                granted = await _reserve(ledger, settings, args.repo, report, specs, metadata)
+                granted = await _reserve(ledger[0], settings, args.repo, report, specs, metadata)
                 if isinstance(granted, str):
                     print(
                         f"aigateway: not reviewed: {granted}; no model was called", file=sys.stderr
@@ -245,6 +252,8 @@ async def _review(args: argparse.Namespace, settings: Settings, report: Report) 
                     return EXIT_REFUSED
                 spending = granted
                 specs = spending.specs
+                for note in spending.plan.notes:
+                    print(f"aigateway: {note}", file=sys.stderr)
             try:
                 run = await run_models(
                     report.prepared,
@@ -269,7 +278,7 @@ async def _review(args: argparse.Namespace, settings: Settings, report: Report) 
     return EXIT_OK if run.consensus.complete else EXIT_PARTIAL
 
 
-async def _open_ledger(settings: Settings) -> Any:
+async def _open_ledger(settings: Settings) -> tuple[QuotaLedger, Database]:
     from app.quota import QuotaLedger
     from app.store import migrate
     from app.store.db import Database
@@ -280,18 +289,17 @@ async def _open_ledger(settings: Settings) -> Any:
 
 
 async def _reserve(
-    opened: Any,
+    ledger: QuotaLedger,
     settings: Settings,
     repository: str,
     report: Report,
-    specs: Sequence[Any],
-    metadata: Any,
-) -> Any:
+    specs: Sequence[ReviewerSpec],
+    metadata: CallMetadata,
+) -> Spending | str:
     """The daily and weekly budgets, as the App reserves them; a string says why not."""
     from app.quota import CallOutcome, repository_budget
     from app.review.pipeline import BudgetStop, reserve_review
 
-    ledger = opened[0]
     granted = await reserve_review(
         ledger,
         settings,
