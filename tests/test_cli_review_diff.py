@@ -230,6 +230,7 @@ async def test_spend_lands_in_the_ledger_unless_no_ledger(tmp_path: Path) -> Non
             "review-diff", "change.patch", "--repo", "me/proj", cwd=repo, env=env
         )
         assert result.code == 0, result.stderr
+        assert f"recording the spend in a new database at {db}" in result.stderr
     quota = await review_diff("quota", "--repo", "me/proj", cwd=repo, env=env)
     assert quota.code == 0, quota.stderr
     spent = re.search(r"\| daily \| [^|]+ \| \$([0-9.]+) \|", quota.stdout)

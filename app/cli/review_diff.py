@@ -41,6 +41,21 @@ if TYPE_CHECKING:
     from app.review.pipeline import ReviewerSpec, Spending
     from app.store.db import Database
 
+HELP = """\
+Review a patch with both models, as the App would; nothing is posted.
+
+The current repository's .github/aigateway.yml applies (or --config FILE), and its
+.gitattributes marks generated files. Spend is held to the config's budgets and recorded
+in the ledger under --repo (see: quota) unless --no-ledger.
+
+exit codes:
+  0  reviewed, or --dry-run, or nothing reviewable
+  1  no model answered
+  2  bad input or settings
+  3  partial: some model calls failed
+  4  refused before any call: --max-cost or a budget
+"""
+
 EXIT_OK = 0
 EXIT_NO_ANSWER = 1
 EXIT_USAGE = 2
@@ -53,7 +68,7 @@ def add_parser(sub: Any) -> None:
     rd = sub.add_parser(
         "review-diff",
         help="review a local patch with both models; posts nothing",
-        description=__doc__,
+        description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     rd.add_argument(
@@ -279,10 +294,18 @@ async def _review(args: argparse.Namespace, settings: Settings, report: Report) 
 
 
 async def _open_ledger(settings: Settings) -> tuple[QuotaLedger, Database]:
+    from app.cli.startup import sqlite_file
     from app.quota import QuotaLedger
     from app.store import migrate
     from app.store.db import Database
 
+    path = sqlite_file(settings.database_url)
+    if path is not None and not path.exists():
+        print(
+            f"aigateway: recording the spend in a new database at {path} (DATABASE_URL sets "
+            "another; --no-ledger records none)",
+            file=sys.stderr,
+        )
     db = Database.from_url(settings.database_url)
     await migrate.upgrade(db.engine)
     return QuotaLedger(db), db
