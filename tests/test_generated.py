@@ -45,6 +45,7 @@ def one(text: str, attributes: str | None = None) -> str | None:
             ),
             "Cython",
         ),
+        (modified("m/_x.c", 9000, "int a;", "  __pyx_t_1 = __Pyx_PyInt(1);"), "Cython"),
         (added("logo.svg", "<svg></svg>"), "SVG image"),
         (added("app.js", "var a=1;" * 120), "minified"),
     ],
