@@ -474,3 +474,19 @@ async def test_a_real_git_format_patch(tmp_path: Path) -> None:
     assert files["schema.py"]["skip_reason"] == "generated (linguist-generated in .gitattributes)"
     sent = " ".join(p for s in data["slices"] for p in s["paths"])
     assert "_speedups.c" not in sent and "schema.py" not in sent
+
+
+async def test_the_per_review_budget_downgrades_as_the_app_does(tmp_path: Path) -> None:
+    repo = _repo(tmp_path)
+    config = tmp_path / "budget.yml"
+    config.write_text("version: 1\nquota:\n  per_pr_usd: 0.08\n  on_exhausted: downgrade\n")
+    async with FakeGateway() as gateway:
+        env = _env(AIG_GATEWAY_URL=gateway.url)
+        args = ("review-diff", "change.patch", "--config", str(config), "--no-ledger")
+        result = await review_diff(*args, cwd=repo, env=env)
+    assert result.code == 0, result.stderr
+    assert "Model downgraded (anthropic)" in result.stderr
+    assert {r.provider: r.model for r in gateway.requests} == {
+        "anthropic": "claude-haiku-4-5",
+        "openai": "gpt-5-mini",
+    }

@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +35,7 @@ from app.settings import Settings
 
 if TYPE_CHECKING:
     from app.gateway import CallMetadata
-    from app.quota import QuotaLedger
+    from app.quota import Plan, QuotaLedger
     from app.repo_config import RepoConfig
     from app.review.pipeline import ReviewerSpec, Spending
     from app.store.db import Database
@@ -116,12 +115,6 @@ def add_parser(sub: Any) -> None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Budget:
-    cap_usd: float | None
-    why: str
-
-
 def run(args: argparse.Namespace, *, load_settings: Callable[..., Settings]) -> int:
     try:
         return _run(args, load_settings)
@@ -167,7 +160,10 @@ def _run(args: argparse.Namespace, load_settings: Callable[..., Settings]) -> in
         head_ref=patch.name,
     )
     prepared = prepare_review(files, pr=pr, settings=settings, config=config, risk=risk)
-    estimate = _estimate(prepared.prompt_text(), settings, config)
+    text = prepared.prompt_text()
+    plan = _per_review_plan(text, settings, config)
+    models = dict(plan.models) if not plan.skip else _configured_models(settings, config)
+    estimate = _estimate(text, models, settings)
     report = Report(
         title=title,
         files=tuple(files),
@@ -183,23 +179,27 @@ def _run(args: argparse.Namespace, load_settings: Callable[..., Settings]) -> in
     if not prepared.prompts:
         _print(report, args)
         return EXIT_OK
-    budget = _per_review_cap(args.max_cost, settings, config)
-    refusal = _refuse(estimate, budget)
+    refusal = plan.skip_reason or _refuse(estimate, args.max_cost)
     if refusal is not None:
         print(f"aigateway: not reviewed: {refusal}; no model was called", file=sys.stderr)
         return EXIT_REFUSED
+    for note in plan.notes:
+        print(f"aigateway: {note}", file=sys.stderr)
     if sys.stderr.isatty():
         print(f"aigateway: {estimate.describe()}", file=sys.stderr)
-    return asyncio.run(_review(args, settings, report))
+    return asyncio.run(_review(args, settings, report, models))
 
 
-def _estimate(prompt_text: str, settings: Settings, config: RepoConfig) -> Estimate:
-    from app.quota import estimate_call_cost
-
-    models = {
+def _configured_models(settings: Settings, config: RepoConfig) -> dict[str, str]:
+    return {
         "anthropic": config.review.models.anthropic or settings.anthropic_model,
         "openai": config.review.models.openai or settings.openai_model,
     }
+
+
+def _estimate(prompt_text: str, models: dict[str, str], settings: Settings) -> Estimate:
+    from app.quota import estimate_call_cost
+
     return Estimate(
         tokens=_tokens(prompt_text),
         per_model={
@@ -211,39 +211,48 @@ def _estimate(prompt_text: str, settings: Settings, config: RepoConfig) -> Estim
     )
 
 
+def _per_review_plan(prompt_text: str, settings: Settings, config: RepoConfig) -> Plan:
+    """``quota.per_pr_usd`` for one patch, as the App holds a pull request to it: the models
+    that fit, stepped down their ladders when ``on_exhausted`` is ``downgrade``."""
+    from app.quota import estimate_call_cost, plan_models, repository_budget
+
+    budget = repository_budget(settings, config)
+    return plan_models(
+        wanted=_configured_models(settings, config),
+        estimate=lambda model: estimate_call_cost(
+            model, prompt_text=prompt_text, max_output_tokens=settings.model_max_output_tokens
+        ),
+        remaining=budget.per_pr_usd,
+        on_exhausted=budget.on_exhausted,
+        ladders={
+            "anthropic": settings.model_ladder_anthropic,
+            "openai": settings.model_ladder_openai,
+        },
+        limiting="per-review budget (quota.per_pr_usd)",
+    )
+
+
 def _tokens(text: str) -> int:
     from app.review.tokens import estimate_tokens
 
     return estimate_tokens(text)
 
 
-def _per_review_cap(max_cost: float | None, settings: Settings, config: RepoConfig) -> _Budget:
-    from app.quota import repository_budget
-
-    per_pr = repository_budget(settings, config).per_pr_usd
-    caps = [(max_cost, "--max-cost"), (per_pr, "quota.per_pr_usd")]
-    given = [(float(c), why) for c, why in caps if c is not None]
-    if not given:
-        return _Budget(None, "")
-    cap, why = min(given)
-    return _Budget(cap, why)
-
-
-def _refuse(estimate: Estimate, budget: _Budget) -> str | None:
-    if budget.cap_usd is None:
+def _refuse(estimate: Estimate, max_cost: float | None) -> str | None:
+    """``--max-cost``: refused when the estimate is above it, or cannot be made."""
+    if max_cost is None:
         return None
     unpriced = [m for m, usd in estimate.per_model.items() if usd is None]
     if unpriced:
-        return f"no price is known for {', '.join(unpriced)}, so {budget.why} cannot be held to"
-    if estimate.total_usd > budget.cap_usd:
-        return (
-            f"the estimated cost ${estimate.total_usd:.4f} is above {budget.why} "
-            f"${budget.cap_usd:.4f}"
-        )
+        return f"no price is known for {', '.join(unpriced)}, so --max-cost cannot be held to"
+    if estimate.total_usd > max_cost:
+        return f"the estimated cost ${estimate.total_usd:.4f} is above --max-cost ${max_cost:.4f}"
     return None
 
 
-async def _review(args: argparse.Namespace, settings: Settings, report: Report) -> int:
+async def _review(
+    args: argparse.Namespace, settings: Settings, report: Report, models: dict[str, str]
+) -> int:
     from app.gateway import CallMetadata, GatewayConfigError, build_reviewers
     from app.review.pipeline import call_hook, reviewer_specs, run_models
 
@@ -254,7 +263,10 @@ async def _review(args: argparse.Namespace, settings: Settings, report: Report) 
         return EXIT_USAGE
     metadata = CallMetadata(repository=args.repo, purpose="review-diff")
     async with clients:
-        specs = reviewer_specs(clients.reviewers, report.config)
+        specs = [
+            (name, reviewer, models.get(reviewer.provider, model))
+            for name, reviewer, model in reviewer_specs(clients.reviewers, report.config)
+        ]
         ledger = None if args.no_ledger else await _open_ledger(settings)
         try:
             spending: Spending | None = None
