@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import gc
 import json
+import logging
 import re
 import sys
 import uuid
@@ -20,10 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from app.cli.startup import require_database
 from app.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from app.queue import DeliveryQueue
+
+DESCRIPTION = (
+    "aigateway: a GitHub App that reviews pull requests with two models. Settings come from the "
+    "environment and a .env file in the current directory. Without a command, serve runs."
+)
 
 
 def _load_settings(**overrides: Any) -> Settings:
@@ -60,6 +67,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     redactor = configure_logging(
         fmt=settings.log_format, level=settings.log_level, secrets=settings.secret_values()
     )
+    from app.cli.startup import serve_lines
+
+    for line in serve_lines(settings):
+        logging.getLogger("app.serve").info(line)
     app = create_app(settings, redactor=redactor)
     loop = new_event_loop(settings.event_loop)
     # Everything imported so far lives for the whole process: keep the collector off it, so
@@ -109,6 +120,8 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
         print("--older-than goes with --purge-failed", file=sys.stderr)
         return 2
     settings = _load_settings()
+    if not require_database(settings):
+        return 1
 
     async def run() -> int:
         db = Database.from_url(settings.database_url)
@@ -222,6 +235,8 @@ def _requeue(delivery_id: str) -> int:
     from app.store.db import Database
 
     settings = _load_settings()
+    if not require_database(settings):
+        return 1
 
     async def run() -> int:
         db = Database.from_url(settings.database_url)
@@ -307,106 +322,9 @@ def _replay_file(path: Path, event_name: str) -> int:
 
 def cmd_review_diff(args: argparse.Namespace) -> int:
     """Review a local patch with both models through the configured gateway; post nothing."""
-    from app.gateway import CallMetadata, GatewayConfigError, build_reviewers
-    from app.policy.risk import PathChange, classify_paths, render_risk_table
-    from app.repo_config import RepoConfig, load_repo_config
-    from app.review.diff import DEFAULT_IGNORE_GLOBS, parse_unified_diff
-    from app.review.pipeline import review_files, reviewer_specs
-    from app.review.prompt import PullRequestInfo
-    from app.review.render import review_body
+    from app.cli.review_diff import run
 
-    try:
-        text = Path(args.patch).read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        print(f"cannot read {args.patch}: {exc.strerror}", file=sys.stderr)
-        return 2
-    config = RepoConfig()
-    if args.config:
-        result = load_repo_config(Path(args.config).read_text(encoding="utf-8"), source=args.config)
-        for error in result.errors:
-            print(f"config: {error}", file=sys.stderr)
-        config = result.config
-    settings = _load_settings()
-    ignore = (
-        config.review.ignore_globs
-        if config.review.ignore_globs is not None
-        else DEFAULT_IGNORE_GLOBS
-    )
-    files = parse_unified_diff(text, ignore_globs=ignore)
-    if not files:
-        print(f"{args.patch} holds no diff", file=sys.stderr)
-        return 2
-    risk = classify_paths([PathChange(f.path, f.old_path) for f in files], config.risk.rules)
-
-    async def run() -> int:
-        try:
-            clients = build_reviewers(settings)
-        except GatewayConfigError as exc:
-            print(f"aigateway: {exc}", file=sys.stderr)
-            return 2
-        async with clients:
-            model_run = await review_files(
-                files,
-                reviewers=reviewer_specs(clients.reviewers, config),
-                pr=PullRequestInfo(
-                    repository="local",
-                    number=None,
-                    title=args.title,
-                    body="",
-                    base_ref="base",
-                    head_ref=Path(args.patch).name,
-                ),
-                settings=settings,
-                config=config,
-                metadata=CallMetadata(repository="local", purpose="review-diff"),
-                risk=risk,
-            )
-        consensus = model_run.consensus
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "confidence": consensus.confidence,
-                        "complete": consensus.complete,
-                        "risk_tier": risk.tier.value,
-                        "reviewers": [
-                            {
-                                "name": r.reviewer,
-                                "verdict": r.verdict.value if r.verdict else None,
-                                "confidence": r.confidence,
-                                "errors": list(r.errors),
-                            }
-                            for r in consensus.reviewers
-                        ],
-                        "findings": [
-                            {**m.finding.model_dump(mode="json"), "raised_by": list(m.raised_by)}
-                            for m in consensus.findings
-                        ],
-                        "not_reviewed": [list(x) for x in model_run.slicing.not_reviewed],
-                        "input_tokens": model_run.input_tokens,
-                        "output_tokens": model_run.output_tokens,
-                        "cost_usd": model_run.cost_usd,
-                    },
-                    indent=2,
-                )
-            )
-            return 0
-        print(
-            review_body(
-                consensus,
-                outside_diff=consensus.findings,
-                not_reviewed=model_run.slicing.not_reviewed,
-            )
-        )
-        print()
-        print(render_risk_table(risk))
-        print(
-            f"\n{model_run.input_tokens} input + {model_run.output_tokens} output tokens, "
-            f"${model_run.cost_usd:.4f}"
-        )
-        return 0
-
-    return _run(run)
+    return run(args, load_settings=_load_settings)
 
 
 def cmd_quota(args: argparse.Namespace) -> int:
@@ -417,6 +335,8 @@ def cmd_quota(args: argparse.Namespace) -> int:
     from app.store.db import Database
 
     settings = _load_settings()
+    if not require_database(settings):
+        return 1
 
     async def run() -> int:
         db = Database.from_url(settings.database_url)
@@ -471,6 +391,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
     settings = _load_settings()
+    if not require_database(settings):
+        return 1
 
     async def run() -> int:
         db = Database.from_url(settings.database_url)
@@ -499,6 +421,8 @@ def cmd_actions(args: argparse.Namespace) -> int:
     from app.store.db import Database
 
     settings = _load_settings()
+    if not require_database(settings):
+        return 1
 
     async def run() -> int:
         db = Database.from_url(settings.database_url)
@@ -600,13 +524,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    prog = "aigateway" if Path(sys.argv[0]).name == "aigateway" else "python -m app"
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command")
 
     serve = sub.add_parser("serve", help="run the webhook server and its workers (default)")
-    serve.add_argument("--host", default=None)
-    serve.add_argument("--port", type=int, default=None)
-    serve.add_argument("--log-format", choices=["json", "text"], default=None)
+    serve.add_argument("--host", default=None, help="address to listen on (default: HOST)")
+    serve.add_argument("--port", type=int, default=None, help="port to listen on (default: PORT)")
+    serve.add_argument(
+        "--log-format", choices=["json", "text"], default=None, help="default: LOG_FORMAT"
+    )
     split = serve.add_mutually_exclusive_group()
     split.add_argument(
         "--web-only",
@@ -625,8 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     dl = sub.add_parser("deliveries", help="list recent deliveries")
     dl.add_argument("--failed", action="store_true", help="only deliveries that failed for good")
-    dl.add_argument("--limit", type=int, default=50)
-    dl.add_argument("--json", action="store_true")
+    dl.add_argument("--limit", type=int, default=50, help="how many, newest first (default: 50)")
+    dl.add_argument("--json", action="store_true", help="print JSON")
     dl.add_argument(
         "--purge-failed",
         action="store_true",
@@ -650,40 +577,43 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--event", default=None, help="its X-GitHub-Event, e.g. pull_request")
     rp.set_defaults(func=cmd_replay)
 
-    rd = sub.add_parser("review-diff", help="review a local patch file; posts nothing")
-    rd.add_argument("patch", help="a unified diff, e.g. from git diff or git format-patch")
-    rd.add_argument("--config", default=None, help="a .github/aigateway.yml to apply")
-    rd.add_argument("--title", default="local patch")
-    rd.add_argument("--json", action="store_true")
-    rd.set_defaults(func=cmd_review_diff)
+    from app.cli.review_diff import add_parser as add_review_diff
+
+    add_review_diff(sub)
+    sub.choices["review-diff"].set_defaults(func=cmd_review_diff)
 
     qt = sub.add_parser("quota", help="spend against each budget, per repository")
     qt.add_argument("--repo", default=None, help="owner/name; all repositories when omitted")
     qt.set_defaults(func=cmd_quota)
 
     lg = sub.add_parser("ledger", help="reconcile the cost ledger with the gateway's logs")
-    lg.add_argument("ledger_command", choices=["reconcile", "discrepancies"])
+    lg.add_argument(
+        "ledger_command",
+        choices=["reconcile", "discrepancies"],
+        help="reconcile: correct the ledger from the gateway's logs now; "
+        "discrepancies: list calls one side has and the other lacks",
+    )
     lg.add_argument("--since", default=None, help="reconcile: from this date (ISO, UTC)")
     lg.set_defaults(func=cmd_ledger)
 
     fb = sub.add_parser("report", help="what became of the changes the bot decided on")
     fb.add_argument("--repo", required=True, help="owner/name")
     fb.add_argument("--since", default=None, help="only changes decided since this date")
-    fb.add_argument("--json", action="store_true")
+    fb.add_argument("--json", action="store_true", help="print JSON")
     fb.set_defaults(func=cmd_report)
 
     ac = sub.add_parser("actions", help="actions (merge, escalate) that failed for good")
     ac.add_argument("verb", nargs="?", choices=["retry"], help="retry ID: queue one again")
     ac.add_argument("id", nargs="?", type=int, default=None, help="the action's id")
     ac.add_argument("--failed", action="store_true", help="list them (the default)")
-    ac.add_argument("--json", action="store_true")
+    ac.add_argument("--json", action="store_true", help="print JSON")
     ac.set_defaults(func=cmd_actions)
 
     sc = sub.add_parser("schema", help="print the JSON Schema of .github/aigateway.yml")
     sc.set_defaults(func=cmd_schema)
 
     cc = sub.add_parser("check-config", help="validate a .github/aigateway.yml file")
-    cc.add_argument("file")
+    cc.add_argument("file", help="the file to check")
     cc.set_defaults(func=cmd_check_config)
 
     st = sub.add_parser("setup", help="register the GitHub App from app.yml (manifest flow)")

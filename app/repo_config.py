@@ -249,8 +249,13 @@ class ReviewConfig(_Section):
     ignore_globs: tuple[Glob, ...] | None = Field(
         default=None,
         max_length=500,
-        description="Paths never sent to the models; null: the built-in list (lock files, "
-        "generated and vendored code).",
+        description="Paths never sent to the models, added to the built-in list (lock files, "
+        "generated and vendored code); `!pattern` re-includes a path.",
+    )
+    ignore_defaults: bool = Field(
+        default=True,
+        description="Keep the built-in ignore list under ignore_globs; false: ignore_globs "
+        "replaces it.",
     )
     extra_instructions: str = Field(
         default="", max_length=8000, description="Added to every review prompt."

@@ -343,3 +343,35 @@ async def test_the_process_checkpoints_what_it_writes(intake: ProcessIntake, db:
         if len(checkpointed_ids(db.sqlite_path)) == 150:
             break
     assert checkpointed_ids(db.sqlite_path) == [f"w{i:03}" for i in range(150)]
+
+
+@pytest.mark.parametrize("turns", [0, 1, 3, 10])
+async def test_stopping_while_the_process_starts_leaves_no_unread_error_and_no_open_pipe(
+    db: Database, turns: int
+) -> None:
+    """``replay --file`` stops the server a moment after it started: the intake process is
+    killed before it is ready. Its end is awaited, its pipes closed, and no error is left
+    for asyncio to report as never retrieved."""
+    import gc
+
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        process_intake = ProcessIntake(
+            DeliveryQueue(db, lease_seconds=30),
+            secret=lambda: SECRET,
+            routes=routes().table(),
+            on_commit=lambda _n: None,
+        )
+        process_intake.start()
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        await process_intake.stop()
+        assert process_intake.process_id is None
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+    assert [c.get("message") for c in reported] == []

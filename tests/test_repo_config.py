@@ -606,3 +606,36 @@ def test_a_value_yaml_cannot_construct_is_an_error_not_a_crash() -> None:
     (error,) = result.errors
     assert error.message.startswith("invalid YAML: ")
     assert result.config == RepoConfig()
+
+
+# ------------------------------------------------------------------- ignore_globs and defaults
+
+
+def test_ignore_globs_extend_the_built_in_list_unless_ignore_defaults_is_false() -> None:
+    from app.review.diff import DEFAULT_IGNORE_GLOBS, parse_unified_diff
+    from app.review.pipeline import ignore_globs
+
+    def diff(path: str) -> str:
+        return f"diff --git a/{path} b/{path}\n--- a/{path}\n+++ b/{path}\n@@ -1 +1 @@\n-a\n+b\n"
+
+    text = diff("yarn.lock") + diff("docs/a.md") + diff("src/a.py")
+    extended = load_repo_config("version: 1\nreview:\n  ignore_globs: ['docs/**']\n").config
+    assert tuple(ignore_globs(extended)) == (*DEFAULT_IGNORE_GLOBS, "docs/**")
+    skipped = {
+        f.path
+        for f in parse_unified_diff(text, ignore_globs=ignore_globs(extended))
+        if f.skip_reason
+    }
+    assert skipped == {"yarn.lock", "docs/a.md"}
+
+    replaced = load_repo_config(
+        "version: 1\nreview:\n  ignore_globs: ['docs/**']\n  ignore_defaults: false\n"
+    ).config
+    assert tuple(ignore_globs(replaced)) == ("docs/**",)
+    skipped = {
+        f.path
+        for f in parse_unified_diff(text, ignore_globs=ignore_globs(replaced))
+        if f.skip_reason
+    }
+    assert skipped == {"docs/a.md"}
+    assert tuple(ignore_globs(RepoConfig())) == DEFAULT_IGNORE_GLOBS

@@ -56,6 +56,7 @@ from app.policy.tripwire import TripwireHit, TripwireInput, scan
 from app.quota import CallOutcome, QuotaLedger, repository_budget
 from app.repo_config import RepoConfig
 from app.review.diff import FileDiff, parse_unified_diff
+from app.review.generated import mark_generated
 from app.review.pipeline import (
     BudgetStop,
     ModelRun,
@@ -117,7 +118,9 @@ async def _review_diff(
 ) -> ReviewResponse:
     config = repo.config
     _check_enabled(config, repo.repository)
-    files = parse_unified_diff(request.diff or "", ignore_globs=ignore_globs(config))
+    files = mark_generated(
+        parse_unified_diff(request.diff or "", ignore_globs=ignore_globs(config))
+    )
     in_diff = {f.path for f in files} | {f.old_path for f in files if f.old_path}
     extra = [p.lstrip("/") for p in dict.fromkeys(request.changed_paths) if p.strip("/")]
     outside = [p for p in extra if p not in in_diff]

@@ -45,6 +45,7 @@ from app.gateway.clients import (
     StructuredReviewer,
     Turn,
     classify_http_error,
+    connection_detail,
 )
 from app.gateway.pricing import Usage
 from app.gateway.urls import BYOK_PLACEHOLDER
@@ -205,8 +206,10 @@ class AnthropicReviewer(StructuredReviewer):
             ) from None
         except anthropic.APITimeoutError:
             raise CallFailure("timeout", True) from None
-        except anthropic.APIConnectionError:
-            raise CallFailure("connection error", True) from None
+        except anthropic.APIConnectionError as exc:
+            raise CallFailure(
+                "connection error", True, detail=connection_detail(exc, self._secrets)
+            ) from None
         return self._turn(response, free_text=free_text)
 
     def _turn(self, response: httpx2.Response, *, free_text: bool = False) -> Turn:

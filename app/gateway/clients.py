@@ -42,7 +42,7 @@ from pydantic import SecretStr, ValidationError
 
 from app.gateway.pricing import PRICES, ModelPrice, Usage, compute_cost
 from app.gateway.throttle import Clock, ProviderGate, Sleep
-from app.gateway.urls import ProviderEndpoint, make_http_client
+from app.gateway.urls import ProviderEndpoint, display_url, make_http_client
 from app.review.model import ModelReview
 from app.settings import Settings
 
@@ -361,6 +361,19 @@ def _error_message(body: object) -> str | None:
         if isinstance(error, Mapping) and isinstance(error.get("message"), str):
             return str(error["message"])
     return None
+
+
+def connection_detail(exc: BaseException, secrets: Sequence[str]) -> str | None:
+    """Why a connection failed (refused, no such host, TLS), from the transport's own error,
+    shortened and redacted: the SDKs' own message only says "Connection error."."""
+    texts: list[str] = []
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and len(texts) < 8:
+        if str(cause):
+            texts.append(str(cause))
+        cause = cause.__cause__ or cause.__context__
+    text = texts[-1] if texts else ""
+    return redact(text[:300], secrets) if text else None
 
 
 def classify_http_error(
@@ -714,7 +727,10 @@ class StructuredReviewer(ABC):
             extra={
                 "provider": self.provider,
                 "model": model,
+                "url": display_url(self.endpoint.request_url),
                 "reason": failure.reason,
+                "status": failure.status,
+                "detail": failure.detail,
                 "attempts": tally.attempts,
                 "log_id": failure.log_id,
                 "repository": metadata.repository,

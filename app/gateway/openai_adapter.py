@@ -44,6 +44,7 @@ from app.gateway.clients import (
     StructuredReviewer,
     Turn,
     classify_http_error,
+    connection_detail,
 )
 from app.gateway.pricing import Usage
 from app.gateway.urls import BYOK_PLACEHOLDER
@@ -180,8 +181,10 @@ class OpenAIReviewer(StructuredReviewer):
             ) from None
         except openai.APITimeoutError:
             raise CallFailure("timeout", True) from None
-        except openai.APIConnectionError:
-            raise CallFailure("connection error", True) from None
+        except openai.APIConnectionError as exc:
+            raise CallFailure(
+                "connection error", True, detail=connection_detail(exc, self._secrets)
+            ) from None
         except (openai.APIError, ValueError):
             raise CallFailure("invalid response", False, log_id=None) from None
         if not isinstance(completion, ChatCompletion) or not completion.choices:

@@ -56,6 +56,21 @@ _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _FORBIDDEN_URL_CHARS: Final = frozenset("\\ \t\r\n\x00")
 
 
+def display_url(url: str) -> str:
+    """``url`` fit for a log line or an error message: no user, password, query or fragment."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None:
+        host = f"{host}:{port}"
+    return SplitResult(parts.scheme, host, parts.path, "", "").geturl()
+
+
 class GatewayConfigError(ValueError):
     """The gateway or provider settings cannot work; the message names what to set."""
 

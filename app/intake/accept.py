@@ -274,8 +274,13 @@ class ProcessIntake(_IntakeBase):
             on_verdicts=self._answered,
             on_exit=self._exited,
         )
-        await process.start()
+        # Known before it has started, so that ``stop`` during the start waits for its end.
         self._process = process
+        try:
+            await process.start()
+        except BaseException:
+            self._process = None
+            raise
 
     async def _until_settled(self) -> None:
         try:

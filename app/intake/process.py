@@ -296,31 +296,44 @@ class IntakeProcess:
         return transport.get_pid() if transport is not None else None
 
     async def start(self) -> None:
-        """Start the process and wait until it has the database open."""
+        """Start the process and wait until it has the database open.
+
+        When the start fails or is cancelled (a server stopped right after it started), the
+        process is killed and its end awaited here: its pipes are closed now, not by the
+        garbage collector, and its exit is not left as an error that no one reads.
+        """
         loop = asyncio.get_running_loop()
         self._exited_event = asyncio.Event()
         self._ready = loop.create_future()
         args = [sys.executable, "-m", "app.intake.process", self._path]
         if self._uri:
             args.append("--uri")
-        transport, _ = await loop.subprocess_exec(
-            lambda: _Pipes(self),
-            *args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=None,  # its tracebacks, if any, go where the server's go
-            env={"PYTHONPATH": _PACKAGE_ROOT, "PATH": os.environ.get("PATH", "")},
-        )
-        self._transport = transport
-        # uvloop's pipe transports are not ``asyncio.WriteTransport`` subclasses, only alike.
-        stdin = cast(asyncio.WriteTransport, transport.get_pipe_transport(0))
-        stdin.write(encode_frame(self._config))
         try:
+            transport, _ = await loop.subprocess_exec(
+                lambda: _Pipes(self),
+                *args,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=None,  # its tracebacks, if any, go where the server's go
+                env={"PYTHONPATH": _PACKAGE_ROOT, "PATH": os.environ.get("PATH", "")},
+            )
+            self._transport = transport
+            # uvloop's pipe transports are not ``asyncio.WriteTransport`` subclasses, only alike.
+            stdin = cast(asyncio.WriteTransport, transport.get_pipe_transport(0))
+            stdin.write(encode_frame(self._config))
             await asyncio.wait_for(asyncio.shield(self._ready), timeout=30)
         except BaseException:
-            transport.kill()
+            await self._abandon()
             raise
         self._stdin = stdin
+
+    async def _abandon(self) -> None:
+        """Kill a process that did not start, and wait for its end (or for asyncio's own
+        clean-up of a spawn that was cancelled, which kills it too)."""
+        if self._transport is not None:
+            self._transport.kill()
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(self._exited_event.wait(), 10)
 
     def send(self, request: Request) -> None:
         """Queue a request; those sent during one turn of the event loop go in one write, so
@@ -356,6 +369,9 @@ class IntakeProcess:
         error = IntakeProcessError(f"the intake process exited (code {code})")
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(error)
+            # ``start`` is its only reader, and reports a failed start itself; when ``start``
+            # was cancelled first (``_abandon``) no one awaits it: it is not an unread error.
+            self._ready.exception()
         self._on_exit(error)
 
     async def close(self, grace_seconds: float = 30.0) -> None:

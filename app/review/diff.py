@@ -213,7 +213,10 @@ class FileDiff:
 
 
 def parse_unified_diff(
-    text: str | bytes, *, ignore_globs: Sequence[str] = DEFAULT_IGNORE_GLOBS
+    text: str | bytes,
+    *,
+    ignore_globs: Sequence[str] = DEFAULT_IGNORE_GLOBS,
+    strip: int | None = None,
 ) -> list[FileDiff]:
     """Parse a whole diff: GitHub's ``.diff`` media type, the compare API, or a local patch file.
 
@@ -221,6 +224,10 @@ def parse_unified_diff(
     characters in the prompt instead of the whole review. A git diff is parsed section by section
     (text before the first ``diff --git``, such as ``format-patch`` mail headers, is ignored); a
     diff without git headers is parsed whole and raises ``DiffParseError`` when it is malformed.
+
+    ``strip`` removes that many leading components from every name, as ``patch -p`` does (a
+    ``diff -ruN old/ new/`` names every file ``new/...``); by default a single-letter git prefix
+    (``a/``, ``b/``) is removed.
     """
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
@@ -232,15 +239,15 @@ def parse_unified_diff(
             patched = list(PatchSet(text))
         except UnidiffParseError as exc:
             raise DiffParseError(f"not a unified diff: {exc}") from exc
-        out.extend(_from_patched(pf, spec, is_git=False) for pf in patched)
+        out.extend(_from_patched(pf, spec, is_git=False, strip=strip) for pf in patched)
         return out
     for section in sections:
         try:
             patched = list(PatchSet(section))
         except UnidiffParseError as exc:
-            out.append(_malformed_section(section, exc, spec))
+            out.append(_malformed_section(section, exc, spec, strip))
             continue
-        out.extend(_from_patched(pf, spec, is_git=True) for pf in patched)
+        out.extend(_from_patched(pf, spec, is_git=True, strip=strip) for pf in patched)
     return out
 
 
@@ -408,7 +415,9 @@ def _convert_hunks(pf: PatchedFile) -> tuple[tuple[Hunk, ...], int, int]:
     return tuple(hunks), added, removed
 
 
-def _from_patched(pf: PatchedFile, spec: pathspec.GitIgnoreSpec, *, is_git: bool) -> FileDiff:
+def _from_patched(
+    pf: PatchedFile, spec: pathspec.GitIgnoreSpec, *, is_git: bool, strip: int | None = None
+) -> FileDiff:
     info: list[str] = list(pf.patch_info or ())
     renamed_from = renamed_to = copied_from = copied_to = None
     for line in info:
@@ -422,8 +431,13 @@ def _from_patched(pf: PatchedFile, spec: pathspec.GitIgnoreSpec, *, is_git: bool
             copied_to = _unquote(line[8:].rstrip("\n"))
     source: str = pf.source_file or _DEV_NULL
     target: str = pf.target_file or _DEV_NULL
-    old = None if source == _DEV_NULL else _clean_path(source)
-    new = None if target == _DEV_NULL else _clean_path(target)
+    old = None if source == _DEV_NULL else _clean_path(source, strip)
+    new = None if target == _DEV_NULL else _clean_path(target, strip)
+    if strip is not None and strip > 1:  # git's rename lines carry no a/ b/ prefix
+        renamed_from, renamed_to, copied_from, copied_to = (
+            None if name is None else _strip_components(name, strip - 1)
+            for name in (renamed_from, renamed_to, copied_from, copied_to)
+        )
     status: FileStatus
     if copied_from is not None:
         status, old, new = FileStatus.COPIED, copied_from, copied_to or new
@@ -455,11 +469,11 @@ def _from_patched(pf: PatchedFile, spec: pathspec.GitIgnoreSpec, *, is_git: bool
 
 
 def _malformed_section(
-    section: str, exc: UnidiffParseError, spec: pathspec.GitIgnoreSpec
+    section: str, exc: UnidiffParseError, spec: pathspec.GitIgnoreSpec, strip: int | None = None
 ) -> FileDiff:
     rest = section.split("\n", 1)[0][len(_GIT_HEADER) :]
     cut = rest.rfind(' "') if rest.endswith('"') else rest.rfind(" b/")
-    path = _clean_path(rest[cut + 1 :] if cut >= 0 else rest)
+    path = _clean_path(rest[cut + 1 :] if cut >= 0 else rest, strip)
     return _finish(
         path=path,
         old_path=None,
@@ -492,9 +506,17 @@ def _git_sections(text: str) -> list[str] | None:
         start = nxt + 1
 
 
-def _clean_path(name: str) -> str:
+def _clean_path(name: str, strip: int | None = None) -> str:
     name = _unquote(name)
+    if strip is not None:
+        return _strip_components(name, strip)
     return name[2:] if _PREFIX_RE.match(name) else name
+
+
+def _strip_components(name: str, count: int) -> str:
+    """``patch -p``: drop ``count`` leading components, never the file name itself."""
+    parts = [p for p in name.split("/") if p]
+    return "/".join(parts[min(count, len(parts) - 1) :]) if parts else name
 
 
 def _unquote(name: str) -> str:

@@ -17,13 +17,14 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import gidgethub
 from gidgethub.abc import GitHubAPI
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.config_loader import fetch_text_file
 from app.feedback.registry import FeedbackStore
 from app.feedback.report import build_report, summary_line
 from app.feedback.tightening import Rules
@@ -60,6 +61,7 @@ from app.review.diff import (
     parse_unified_diff,
     slice_diff,
 )
+from app.review.generated import GitAttributes, mark_generated
 from app.review.model import ModelReview, Severity, Verdict
 from app.review.prompt import PullRequestInfo, new_nonce, slice_prompt, system_prompt
 from app.review.sanitize import clean
@@ -414,9 +416,10 @@ def _path_instructions(config: RepoConfig, paths: Sequence[str]) -> list[str]:
 
 
 def ignore_globs(config: RepoConfig) -> Sequence[str]:
-    """The paths no model is shown: the repository's globs, or the defaults when it sets none."""
-    globs = config.review.ignore_globs
-    return globs if globs is not None else DEFAULT_IGNORE_GLOBS
+    """The paths no model is shown: the built-in list, then the repository's globs (after it,
+    so that ``!pattern`` re-includes); ``review.ignore_defaults: false`` drops the built-ins."""
+    own = tuple(config.review.ignore_globs or ())
+    return (*DEFAULT_IGNORE_GLOBS, *own) if config.review.ignore_defaults else own
 
 
 async def fetch_files(gh: GitHubAPI, pr: PullRequest, ignore: Sequence[str]) -> list[FileDiff]:
@@ -433,7 +436,22 @@ async def fetch_files(gh: GitHubAPI, pr: PullRequest, ignore: Sequence[str]) -> 
         if int(exc.status_code) in {404, 410}:
             raise PullGone(f"GitHub answers {int(exc.status_code)} for it") from exc
         raise
-    return parse_github_files(entries, ignore_globs=ignore)
+    attributes = await fetch_gitattributes(gh, pr.repository, pr.head_sha)
+    return mark_generated(parse_github_files(entries, ignore_globs=ignore), attributes)
+
+
+async def fetch_gitattributes(gh: GitHubAPI, repository: str, ref: str) -> GitAttributes:
+    """The root ``.gitattributes`` at the reviewed commit (one request; parsed once per text).
+
+    Read at the head, as GitHub's own diff view does: a pull request that marks a file
+    generated only moves it to "not reviewed", which holds the decision back unless waived.
+    """
+    try:
+        fetched = await fetch_text_file(gh, repository, ".gitattributes", ref=ref)
+    except gidgethub.BadRequest as exc:  # not ours to read: content detection still applies
+        log.warning("could not read .gitattributes of %s at %s: %s", repository, ref[:12], exc)
+        return GitAttributes()
+    return GitAttributes.parse(fetched.text if fetched is not None else None)
 
 
 def reviewer_specs(reviewers: Sequence[Reviewer], config: RepoConfig) -> list[ReviewerSpec]:
@@ -742,8 +760,15 @@ class ReviewPipeline:
             if increment is None:
                 since = None
             else:
-                in_pr = {f.path for f in pr_files}
-                review_files_ = [f for f in increment if f.path in in_pr]
+                # What the whole pull request left unread (generated, binary) stays unread here.
+                in_pr = {f.path: f.skip_reason for f in pr_files}
+                review_files_ = [
+                    f
+                    if f.skip_reason or not in_pr[f.path]
+                    else replace(f, skip_reason=in_pr[f.path])
+                    for f in increment
+                    if f.path in in_pr
+                ]
         if ticket.superseded:
             raise Superseded(pr.head_sha)
 
