@@ -50,7 +50,7 @@ recorded with their tokens and no cost.
     if plan.skip: record "refused" ledger rows, complete the check run neutral with
                   format_spend_report(report), and comment only if should_notify_exhausted(...)
     else: granted = await ledger.reserve(...)      # a Refusal here means a concurrent review won
-          call the models; await ledger.record_review_call(...); await ledger.settle(...)
+          call the models; await ledger.record_model_call(...); await ledger.settle(...)
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from sqlalchemy import (
     ColumnElement,
@@ -81,7 +81,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.gateway.clients import CallMetadata, ReviewCall
+from app.gateway.clients import CallMetadata
 from app.gateway.pricing import PRICES, ModelPrice, max_cost
 from app.repo_config import OnExhausted, QuotaConfig, RepoConfig, apply_operator_ceilings
 from app.review.tokens import estimate_tokens
@@ -98,6 +98,7 @@ __all__ = [
     "EPSILON_USD",
     "PR_WINDOW_KEY",
     "REPAIR_SLACK_TOKENS",
+    "BilledCall",
     "BudgetKind",
     "BudgetStatus",
     "CallOutcome",
@@ -114,6 +115,7 @@ __all__ = [
     "estimate_call_cost",
     "format_spend_report",
     "format_usd",
+    "plan_calls",
     "plan_models",
     "purpose_of",
     "week_window",
@@ -316,6 +318,29 @@ class CallOutcome(StrEnum):
     OK = "ok"
     ERROR = "error"
     REFUSED = "refused"  # refused by a budget: no request was sent
+
+
+class BilledCall(Protocol):
+    """What the ledger reads of a finished model call: ``ReviewCall`` and ``AnswerCall`` fit."""
+
+    @property
+    def provider(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
+    @property
+    def cached_input_tokens(self) -> int: ...
+    @property
+    def cost_usd(self) -> float | None: ...
+    @property
+    def log_id(self) -> str | None: ...
+    @property
+    def log_ids(self) -> Sequence[str]: ...
+    @property
+    def ok(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -609,22 +634,25 @@ class QuotaLedger:
                 )
             return ledger_id
 
-    async def record_review_call(
+    async def record_model_call(
         self,
-        call: ReviewCall,
+        call: BilledCall,
         *,
         metadata: CallMetadata,
         reservation_id: int | None = None,
+        delivery_id: str | None = None,
     ) -> int:
-        """:meth:`record_call` for a finished ``Reviewer.review()``: ok when it returned a review.
+        """:meth:`record_call` for a finished ``review()`` or ``answer()``: ok when it answered.
 
-        ``metadata`` is the one sent with the call, so the ledger and the gateway's logs agree.
+        ``metadata`` is the one sent with the call, so the ledger and the gateway's logs agree;
+        ``delivery_id`` replaces its delivery in the row where the ledger marks what the call
+        was for (``ask:`` rows, see :func:`purpose_of`).
         """
         return await self.record_call(
             repository=metadata.repository or "",
             pr_number=metadata.pr,
             installation_id=metadata.installation,
-            delivery_id=metadata.delivery,
+            delivery_id=delivery_id or metadata.delivery,
             provider=call.provider,
             model=call.model,
             input_tokens=call.input_tokens,
@@ -636,6 +664,27 @@ class QuotaLedger:
             outcome=CallOutcome.OK if call.ok else CallOutcome.ERROR,
             reservation_id=reservation_id,
         )
+
+    async def record_refused(
+        self,
+        metadata: CallMetadata,
+        wanted: Mapping[str, str],
+        *,
+        delivery_id: str | None = None,
+    ) -> None:
+        """One ``refused`` row (no tokens, no cost) per wanted model (provider → model): what a
+        budget that refused the calls leaves, so the ledger shows what was not sent."""
+        for provider, model in wanted.items():
+            await self.record_call(
+                repository=metadata.repository or "",
+                pr_number=metadata.pr,
+                installation_id=metadata.installation,
+                delivery_id=delivery_id or metadata.delivery,
+                provider=provider,
+                model=model,
+                cost_usd=0.0,
+                outcome=CallOutcome.REFUSED,
+            )
 
     async def entries(
         self, repository: str | None = None, *, limit: int = 100
@@ -1138,6 +1187,38 @@ def plan_models(
         models={provider: model for provider, (_, model, _) in zip(providers, best, strict=True)},
         estimated_usd=sum(c for _, _, c in best),
         downgrades=downgrades,
+    )
+
+
+def plan_calls(
+    settings: Settings,
+    *,
+    wanted: Mapping[str, str],
+    report: SpendReport,
+    budget: QuotaConfig,
+    prompt_text: str,
+    max_output_tokens: int,
+    rounds: int = 2,
+) -> Plan:
+    """:func:`plan_models` as reviews, ``ask`` and the service API all plan: every model's most
+    for ``prompt_text`` (:func:`estimate_call_cost` over ``rounds``), against what ``report``
+    leaves, with the repository's ``on_exhausted`` and the operator's model ladders."""
+
+    def estimate(model: str) -> float | None:
+        return estimate_call_cost(
+            model, prompt_text=prompt_text, max_output_tokens=max_output_tokens, rounds=rounds
+        )
+
+    return plan_models(
+        wanted=wanted,
+        estimate=estimate,
+        remaining=report.remaining_usd,
+        on_exhausted=budget.on_exhausted,
+        ladders={
+            "anthropic": settings.model_ladder_anthropic,
+            "openai": settings.model_ladder_openai,
+        },
+        limiting=report.limiting_label,
     )
 
 

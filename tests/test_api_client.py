@@ -257,6 +257,33 @@ def test_a_post_that_may_have_reached_the_server_is_not_sent_again() -> None:
     assert sent == ["POST"] + ["GET"] * 4 and sleeps.waits == [1.0, 2.0, 4.0]
 
 
+async def test_the_async_client_retries_and_refuses_to_resend_as_the_blocking_one() -> None:
+    sent: list[str] = []
+    answers: list[httpx2.Response | type[httpx2.TransportError]] = [
+        httpx2.ConnectError,  # never reached the server: sent again, even a POST
+        httpx2.Response(503, json={"error": "unavailable", "message": "later"}),
+        httpx2.Response(200, json=HEALTH),
+        httpx2.ReadTimeout,  # a POST that may have reached the server: not sent again
+    ]
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        sent.append(request.method)
+        answer = answers.pop(0)
+        if isinstance(answer, httpx2.Response):
+            return answer
+        raise answer("no answer", request=request)
+
+    sleeps = Sleeps()
+    config = ClientConfig(base_url="http://aigateway.test", token=API_TOKEN)
+    transport = httpx2.MockTransport(handler)
+    async with AsyncAiGatewayClient(config, transport=transport, sleep=sleeps.sleep) as client:
+        assert (await client.get_health()).status == "healthy"
+        with pytest.raises(ConnectionFailed):
+            await client.analyze("costly", source_repository="octo/demo")
+    assert sent == ["GET", "GET", "GET", "POST"]
+    assert sleeps.waits == [1.0, 2.0]
+
+
 def test_wait_gives_up_at_its_timeout_and_leaves_the_job_running() -> None:
     job = {
         "id": "5f0c6b1e-0000-4000-8000-000000000000",

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from app.gateway.clients import CallMetadata, ReviewCall
+from app.gateway.clients import AnswerCall, CallMetadata, ReviewCall
 from app.gateway.pricing import PRICES, ModelPrice
 from app.quota import (
     DEFAULT_OVERHEAD_TOKENS,
@@ -33,7 +33,7 @@ from app.repo_config import OnExhausted, QuotaConfig
 from app.review.tokens import estimate_tokens
 from app.store import migrate
 from app.store.db import Database
-from app.store.tables import ledger, reservations
+from app.store.tables import ledger, ledger_logs, reservations
 
 REPO = "octo/demo"
 # A Tuesday in ISO week 48 of 2026.
@@ -458,7 +458,7 @@ async def test_refused_calls_are_ledger_rows_with_zero_tokens(quota: QuotaLedger
 
 
 @pytest.mark.parametrize(("ok", "outcome"), [(True, CallOutcome.OK), (False, CallOutcome.ERROR)])
-async def test_record_review_call_maps_a_finished_call(
+async def test_record_model_call_maps_a_finished_review(
     quota: QuotaLedger, ok: bool, outcome: CallOutcome
 ) -> None:
     from app.review.model import ModelReview
@@ -482,7 +482,7 @@ async def test_record_review_call_maps_a_finished_call(
         log_id="log-9",
     )
     metadata = CallMetadata(repository=REPO, pr=5, installation=3, delivery="dv")
-    await quota.record_review_call(call, metadata=metadata, reservation_id=77)
+    await quota.record_model_call(call, metadata=metadata, reservation_id=77)
     (entry,) = await quota.entries(REPO)
     assert (
         entry.repository,
@@ -513,6 +513,54 @@ async def test_record_review_call_maps_a_finished_call(
         outcome,
         77,
     )
+
+
+@pytest.mark.parametrize(("text", "outcome"), [("yes", CallOutcome.OK), (None, CallOutcome.ERROR)])
+async def test_record_model_call_maps_a_finished_answer_under_its_own_delivery(
+    quota: QuotaLedger, db: Database, text: str | None, outcome: CallOutcome
+) -> None:
+    call = AnswerCall(
+        provider="openai",
+        model="gpt-5-mini",
+        text=text,
+        error=None if text else "http 500",
+        input_tokens=30,
+        output_tokens=7,
+        cost_usd=0.0001,
+        log_id="log-2",
+        log_ids=("log-1", "log-2"),
+    )
+    metadata = CallMetadata(repository=REPO, pr=5, installation=3, delivery="dv", purpose="ask")
+    row_id = await quota.record_model_call(
+        call, metadata=metadata, reservation_id=8, delivery_id="ask:dv"
+    )
+    (entry,) = await quota.entries(REPO)
+    assert entry.id == row_id
+    assert (entry.delivery_id, entry.purpose, entry.model, entry.outcome, entry.log_id) == (
+        "ask:dv",
+        "ask",
+        "gpt-5-mini",
+        outcome,
+        "log-2",
+    )
+    async with db.read() as conn:
+        logs = (await conn.execute(select(ledger_logs.c.log_id).order_by("log_id"))).all()
+    assert [row.log_id for row in logs] == ["log-1", "log-2"]
+
+
+async def test_record_refused_leaves_one_costless_row_per_wanted_model(
+    quota: QuotaLedger,
+) -> None:
+    metadata = CallMetadata(repository=REPO, installation=3, delivery="api:r1")
+    await quota.record_refused(metadata, {"anthropic": "claude-opus-4-1", "openai": "gpt-5"})
+    entries = sorted(await quota.entries(REPO), key=lambda e: e.provider)
+    assert [
+        (e.provider, e.model, e.outcome, e.cost_usd, e.pr_number, e.delivery_id, e.purpose)
+        for e in entries
+    ] == [
+        ("anthropic", "claude-opus-4-1", CallOutcome.REFUSED, 0.0, None, "api:r1", "api"),
+        ("openai", "gpt-5", CallOutcome.REFUSED, 0.0, None, "api:r1", "api"),
+    ]
 
 
 # ---------------------------------------------------------------------------------- notices

@@ -1,12 +1,11 @@
 """``POST /v1/ai/analyze``: one model answers a prompt, held to the repository's budgets.
 
-The same path as the ``ask`` command (``app.commands.ask``), for one model: the reviewer's
-free-text ``answer()`` (the gateway client's transport, retries, metadata and pricing), the
-estimate of one round (``estimate_call_cost(rounds=1)``: no repair for prose), ``plan_models``
-against what the budgets leave (a downgrade is said in ``notes``; nothing fits: 402 and no
-request is sent), ``QuotaLedger.reserve`` before the call, one ledger row, and the reservation
-settled with what was billed. The ledger's ``delivery_id`` is ``api:<request id>``, the gateway's
-metadata ``purpose`` is ``api-analyze``.
+The ``ask`` command's path (``app.review.answer.answer_within_budget``), for one model: the
+reviewer's free-text ``answer()`` (the gateway client's transport, retries, metadata and
+pricing), the estimate of one round (no repair for prose) against what the budgets leave (a
+downgrade is said in ``notes``; nothing fits: 402 and no request is sent), ``QuotaLedger.reserve``
+before the call, one ledger row, and the reservation settled with what was billed. The ledger's
+``delivery_id`` is ``api:<request id>``, the gateway's metadata ``purpose`` is ``api-analyze``.
 
 The prompt is the caller's instruction; the context is data, sent in a block delimited by a
 random nonce, as the diff is in a review.
@@ -20,18 +19,10 @@ from typing import Final
 from app.api.auth import ApiError
 from app.api.models import AnalyzeRequest, AnalyzeResponse, Provider
 from app.api.repos import RepoContext
-from app.gateway import AnswerCall, CallMetadata
-from app.quota import (
-    CallOutcome,
-    QuotaLedger,
-    Refusal,
-    SpendReport,
-    estimate_call_cost,
-    format_spend_report,
-    plan_models,
-    repository_budget,
-)
-from app.review.pipeline import provider_ok, reviewer_specs
+from app.gateway import CallMetadata
+from app.quota import QuotaLedger, SpendReport, format_spend_report, repository_budget
+from app.review.answer import Unfunded, answer_within_budget
+from app.review.pipeline import reviewer_specs
 from app.review.prompt import new_nonce
 from app.services import Services
 
@@ -99,72 +90,31 @@ async def analyze(
     ]
     if not chosen:
         raise ApiError(503, "unavailable", f"no {provider} model is configured")
-    _, reviewer, configured = chosen[0]
-    wanted: dict[str, str] = {provider: configured or reviewer.model}
-    ledger = pipeline.quota or QuotaLedger(services.db)
-    budget = repository_budget(settings, repo.config)
-    report = await ledger.spend(repo.repository, budget=budget)
-    prompt = _prompt(request)
-    max_out = min(
-        request.max_output_tokens or settings.model_max_output_tokens,
-        settings.model_max_output_tokens,
-    )
-    plan = plan_models(
-        wanted=wanted,
-        estimate=lambda model: estimate_call_cost(
-            model, prompt_text=prompt.system + prompt.user, max_output_tokens=max_out, rounds=1
-        ),
-        remaining=report.remaining_usd,
-        on_exhausted=budget.on_exhausted,
-        ladders={
-            "anthropic": settings.model_ladder_anthropic,
-            "openai": settings.model_ladder_openai,
-        },
-        limiting=report.limiting_label,
-    )
     metadata = CallMetadata(
         repository=repo.repository,
         installation=repo.installation_id,
         delivery=ledger_id(request_id),
         purpose=ANALYZE_PURPOSE,
     )
-    reason = plan.skip_reason
-    granted = None
-    if reason is None:
-        granted = await ledger.reserve(
-            repository=repo.repository,
-            pr_number=None,
-            amount_usd=plan.estimated_usd or 0.0,
-            budget=budget,
-        )
-        if isinstance(granted, Refusal):
-            reason = granted.message
-    if reason is not None or granted is None or isinstance(granted, Refusal):
-        await ledger.record_call(
-            repository=repo.repository,
-            pr_number=None,
-            installation_id=repo.installation_id,
-            delivery_id=metadata.delivery,
-            provider=provider,
-            model=wanted[provider],
-            cost_usd=0.0,
-            outcome=CallOutcome.REFUSED,
-        )
-        raise BudgetRefused(reason or "the budget refused the reservation", report)
-    spent = 0.0
-    try:
-        call = await reviewer.answer(
-            system=prompt.system,
-            prompt=prompt.user,
-            metadata=metadata,
-            max_tokens=max_out,
-            model=plan.models.get(provider),
-        )
-        spent = call.cost_usd or 0.0
-        services.health.record(f"gateway:{call.provider}", call.latency_s, provider_ok(call))
-        await _record(ledger, call, metadata, granted.id)
-    finally:
-        await ledger.settle(granted, actual_usd=spent)
+    prompt = _prompt(request)
+    held = await answer_within_budget(
+        pipeline.quota or QuotaLedger(services.db),
+        settings,
+        services.health,
+        specs=chosen[:1],
+        budget=repository_budget(settings, repo.config),
+        metadata=metadata,
+        delivery_id=None,
+        system=prompt.system,
+        prompt=prompt.user,
+        max_tokens=min(
+            request.max_output_tokens or settings.model_max_output_tokens,
+            settings.model_max_output_tokens,
+        ),
+    )
+    if isinstance(held, Unfunded):
+        raise BudgetRefused(held.reason, held.report)
+    (call,) = held.calls
     if call.text is None:
         raise ApiError(502, "model_error", f"{call.model} did not answer: {call.error}")
     return AnalyzeResponse(
@@ -177,26 +127,5 @@ async def analyze(
         cost_usd=call.cost_usd,
         log_id=call.log_id,
         cut_off=call.cut_off,
-        notes=plan.notes,
-    )
-
-
-async def _record(
-    ledger: QuotaLedger, call: AnswerCall, metadata: CallMetadata, reservation_id: int
-) -> None:
-    await ledger.record_call(
-        repository=metadata.repository or "",
-        pr_number=None,
-        installation_id=metadata.installation,
-        delivery_id=metadata.delivery,
-        provider=call.provider,
-        model=call.model,
-        input_tokens=call.input_tokens,
-        output_tokens=call.output_tokens,
-        cached_input_tokens=call.cached_input_tokens,
-        cost_usd=call.cost_usd,
-        log_id=call.log_id,
-        log_ids=call.log_ids,
-        outcome=CallOutcome.OK if call.ok else CallOutcome.ERROR,
-        reservation_id=reservation_id,
+        notes=held.plan.notes,
     )

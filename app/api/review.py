@@ -53,7 +53,7 @@ from app.policy.carry import Unseen
 from app.policy.recheck import waived
 from app.policy.risk import PathChange, RiskReport, classify_paths
 from app.policy.tripwire import TripwireHit, TripwireInput, scan
-from app.quota import CallOutcome, QuotaLedger, repository_budget
+from app.quota import QuotaLedger, repository_budget
 from app.repo_config import RepoConfig
 from app.review.diff import FileDiff, parse_unified_diff
 from app.review.generated import mark_generated
@@ -247,7 +247,7 @@ async def _assess(
             metadata=metadata,
         )
         if isinstance(granted, BudgetStop):
-            await _record_refused(ledger, metadata, granted)
+            await ledger.record_refused(metadata, granted.wanted)
             raise BudgetRefused(granted.reason, granted.report)
         spending = granted
         specs = spending.specs
@@ -337,21 +337,6 @@ async def _review_and_post(
         posted=True,
         check_run_id=outcome.check_run_id,
     )
-
-
-async def _record_refused(ledger: QuotaLedger, metadata: CallMetadata, stop: BudgetStop) -> None:
-    """One ``refused`` ledger row per model, as the pipeline leaves for a review it skips."""
-    for provider, model in stop.wanted.items():
-        await ledger.record_call(
-            repository=metadata.repository or "",
-            pr_number=metadata.pr,
-            installation_id=metadata.installation,
-            delivery_id=metadata.delivery,
-            provider=provider,
-            model=model,
-            cost_usd=0.0,
-            outcome=CallOutcome.REFUSED,
-        )
 
 
 # ---------------------------------------------------------------------------------- answers

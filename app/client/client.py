@@ -16,52 +16,34 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import TypeVar
 
 import httpx2
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from app.api.models import (
-    AnalyzeRequest,
     AnalyzeResponse,
     ChangesResponse,
-    ErrorBody,
     FeedbackReportResponse,
     HealthResponse,
     JobOut,
-    JobRequest,
     Provider,
     QuotaResponse,
-    ReviewRequest,
     ReviewResponse,
 )
+from app.client import calls
+from app.client.calls import Attempts, Call, Next, job_finished
 from app.client.config import ClientConfig, StaticToken
-from app.client.errors import AiGatewayError, ConnectionFailed, JobTimeoutError, from_status
 
 __all__ = ["AiGatewayClient", "AsyncAiGatewayClient"]
 
 M = TypeVar("M", bound=BaseModel)
-TERMINAL: Final = frozenset({"succeeded", "failed"})
-
-
-def _retry_after(response: httpx2.Response, now: float) -> float | None:
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError):
-        return None
 
 
 class _Shared:
-    """What both clients do the same way: URLs, headers, retry decisions, errors, parsing."""
+    """What both clients hold the same way: the configuration, URLs and headers. What to send
+    and what to do with each answer is decided in ``app.client.calls``."""
 
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
@@ -81,47 +63,8 @@ class _Shared:
             "User-Agent": self.config.user_agent,
         }
 
-    def _wait_before_retry(self, response: httpx2.Response, retry: int) -> float | None:
-        """Seconds to wait before trying again, or None when this answer is final."""
-        if response.status_code != 429 and response.status_code < 500:
-            return None
-        if retry >= self.config.max_retries:
-            return None
-        asked = _retry_after(response, time.time())
-        if asked is not None:
-            return asked if asked <= self.config.max_retry_after else None
-        return self.config.backoff(retry)
-
-    def _wait_after_send_error(self, exc: httpx2.TransportError, method: str, retry: int) -> float:
-        """Seconds before sending again; raises when it must not be sent again."""
-        unsent = isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout)
-        if retry >= self.config.max_retries or not (unsent or method == "GET"):
-            raise ConnectionFailed(f"{method} failed: {type(exc).__name__}: {exc}") from exc
-        return self.config.backoff(retry)
-
-    @staticmethod
-    def _error(response: httpx2.Response) -> AiGatewayError:
-        try:
-            body = ErrorBody.model_validate_json(response.content)
-            code, message, retry_after = body.error, body.message, body.retry_after
-        except ValidationError:
-            code, message, retry_after = None, response.text[:500] or response.reason_phrase, None
-        return from_status(response.status_code)(
-            message,
-            status=response.status_code,
-            code=code,
-            request_id=response.headers.get("x-request-id"),
-            retry_after=retry_after,
-        )
-
-    @staticmethod
-    def _parse(response: httpx2.Response, model: type[M]) -> M:
-        return model.model_validate_json(response.content)
-
-    @staticmethod
-    def _body(model: type[BaseModel], **fields: Any) -> dict[str, Any]:
-        """The request body, validated here first (a mistake fails before it costs a request)."""
-        return model.model_validate(fields).model_dump(mode="json", exclude_none=True)
+    def _attempts(self, method: str) -> Attempts:
+        return Attempts(self.config, method, self._refreshable)
 
 
 class AiGatewayClient(_Shared):
@@ -154,36 +97,28 @@ class AiGatewayClient(_Shared):
     def close(self) -> None:
         self._http.close()
 
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: dict[str, Any] | None = None,
-        params: dict[str, str] | None = None,
-    ) -> httpx2.Response:
-        retry, refreshed = 0, False
+    def _send(self, call: Call[M]) -> M:
+        attempts = self._attempts(call.method)
         while True:
             token = self._source.get_token(self._http)
             try:
                 response = self._http.request(
-                    method, self._url(path), json=json, params=params, headers=self._headers(token)
+                    call.method,
+                    self._url(call.path),
+                    json=call.json,
+                    params=call.params,
+                    headers=self._headers(token),
                 )
             except httpx2.TransportError as exc:
-                self._sleep(self._wait_after_send_error(exc, method, retry))
-                retry += 1
+                self._sleep(attempts.after_send_error(exc))
                 continue
-            if response.status_code == 401 and self._refreshable and not refreshed:
-                refreshed = True
+            step = attempts.after(response)
+            if step is Next.ANSWER:
+                return call.parse(response)
+            if step is Next.REFRESH:
                 self._source.get_token(self._http, refresh=True)
-                continue
-            if response.is_success:
-                return response
-            wait = self._wait_before_retry(response, retry)
-            if wait is None:
-                raise self._error(response)
-            self._sleep(wait)
-            retry += 1
+            else:
+                self._sleep(step)
 
     def analyze(
         self,
@@ -194,15 +129,15 @@ class AiGatewayClient(_Shared):
         source_repository: str | None = None,
         max_output_tokens: int | None = None,
     ) -> AnalyzeResponse:
-        body = self._body(
-            AnalyzeRequest,
-            prompt=prompt,
-            context=context,
-            provider=provider,
-            source_repository=source_repository,
-            max_output_tokens=max_output_tokens,
+        return self._send(
+            calls.analyze(
+                prompt,
+                context=context,
+                provider=provider,
+                source_repository=source_repository,
+                max_output_tokens=max_output_tokens,
+            )
         )
-        return self._parse(self._call("POST", "/v1/ai/analyze", json=body), AnalyzeResponse)
 
     def review(
         self,
@@ -215,17 +150,17 @@ class AiGatewayClient(_Shared):
         description: str = "",
         source_repository: str | None = None,
     ) -> ReviewResponse:
-        body = self._body(
-            ReviewRequest,
-            diff=diff,
-            changed_paths=list(changed_paths),
-            pull_number=pull_number,
-            post=post,
-            title=title,
-            description=description,
-            source_repository=source_repository,
+        return self._send(
+            calls.review(
+                diff=diff,
+                changed_paths=changed_paths,
+                pull_number=pull_number,
+                post=post,
+                title=title,
+                description=description,
+                source_repository=source_repository,
+            )
         )
-        return self._parse(self._call("POST", "/v1/ai/review", json=body), ReviewResponse)
 
     def execute(
         self,
@@ -235,13 +170,12 @@ class AiGatewayClient(_Shared):
         sandbox: str | None = None,
         source_repository: str | None = None,
     ) -> JobOut:
-        body = self._body(
-            JobRequest, prompt=prompt, ref=ref, sandbox=sandbox, source_repository=source_repository
+        return self._send(
+            calls.execute(prompt, ref=ref, sandbox=sandbox, source_repository=source_repository)
         )
-        return self._parse(self._call("POST", "/v1/ai/execute/jobs", json=body), JobOut)
 
     def get_job(self, job_id: str) -> JobOut:
-        return self._parse(self._call("GET", f"/v1/ai/execute/jobs/{job_id}"), JobOut)
+        return self._send(calls.get_job(job_id))
 
     def wait(
         self, job: JobOut | str, *, timeout: float | None = None, poll_interval: float = 2.0
@@ -249,32 +183,22 @@ class AiGatewayClient(_Shared):
         """Poll until the job succeeded or failed; :class:`JobTimeoutError` after ``timeout``."""
         current = job if isinstance(job, JobOut) else self.get_job(job)
         deadline = None if timeout is None else self._clock() + timeout
-        while current.status not in TERMINAL:
-            if deadline is not None and self._clock() >= deadline:
-                raise JobTimeoutError(f"job {current.id} is still {current.status}")
+        while not job_finished(current, deadline, self._clock):
             self._sleep(poll_interval)
             current = self.get_job(current.id)
         return current
 
     def get_quota(self, repository: str) -> QuotaResponse:
-        return self._parse(
-            self._call("GET", "/v1/ai/quota", params={"repo": repository}), QuotaResponse
-        )
+        return self._send(calls.get_quota(repository))
 
     def get_health(self) -> HealthResponse:
-        return self._parse(self._call("GET", "/v1/ai/health"), HealthResponse)
+        return self._send(calls.get_health())
 
     def get_feedback_report(self, repository: str) -> FeedbackReportResponse:
-        return self._parse(
-            self._call("GET", "/v1/ai/feedback/report", params={"repo": repository}),
-            FeedbackReportResponse,
-        )
+        return self._send(calls.get_feedback_report(repository))
 
     def list_changes(self, repository: str, *, limit: int = 100) -> ChangesResponse:
-        return self._parse(
-            self._call("GET", "/v1/ai/changes", params={"repo": repository, "limit": str(limit)}),
-            ChangesResponse,
-        )
+        return self._send(calls.list_changes(repository, limit=limit))
 
 
 class AsyncAiGatewayClient(_Shared):
@@ -307,36 +231,28 @@ class AsyncAiGatewayClient(_Shared):
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: dict[str, Any] | None = None,
-        params: dict[str, str] | None = None,
-    ) -> httpx2.Response:
-        retry, refreshed = 0, False
+    async def _send(self, call: Call[M]) -> M:
+        attempts = self._attempts(call.method)
         while True:
             token = await self._source.aget_token(self._http)
             try:
                 response = await self._http.request(
-                    method, self._url(path), json=json, params=params, headers=self._headers(token)
+                    call.method,
+                    self._url(call.path),
+                    json=call.json,
+                    params=call.params,
+                    headers=self._headers(token),
                 )
             except httpx2.TransportError as exc:
-                await self._sleep(self._wait_after_send_error(exc, method, retry))
-                retry += 1
+                await self._sleep(attempts.after_send_error(exc))
                 continue
-            if response.status_code == 401 and self._refreshable and not refreshed:
-                refreshed = True
+            step = attempts.after(response)
+            if step is Next.ANSWER:
+                return call.parse(response)
+            if step is Next.REFRESH:
                 await self._source.aget_token(self._http, refresh=True)
-                continue
-            if response.is_success:
-                return response
-            wait = self._wait_before_retry(response, retry)
-            if wait is None:
-                raise self._error(response)
-            await self._sleep(wait)
-            retry += 1
+            else:
+                await self._sleep(step)
 
     async def analyze(
         self,
@@ -347,15 +263,15 @@ class AsyncAiGatewayClient(_Shared):
         source_repository: str | None = None,
         max_output_tokens: int | None = None,
     ) -> AnalyzeResponse:
-        body = self._body(
-            AnalyzeRequest,
-            prompt=prompt,
-            context=context,
-            provider=provider,
-            source_repository=source_repository,
-            max_output_tokens=max_output_tokens,
+        return await self._send(
+            calls.analyze(
+                prompt,
+                context=context,
+                provider=provider,
+                source_repository=source_repository,
+                max_output_tokens=max_output_tokens,
+            )
         )
-        return self._parse(await self._call("POST", "/v1/ai/analyze", json=body), AnalyzeResponse)
 
     async def review(
         self,
@@ -368,17 +284,17 @@ class AsyncAiGatewayClient(_Shared):
         description: str = "",
         source_repository: str | None = None,
     ) -> ReviewResponse:
-        body = self._body(
-            ReviewRequest,
-            diff=diff,
-            changed_paths=list(changed_paths),
-            pull_number=pull_number,
-            post=post,
-            title=title,
-            description=description,
-            source_repository=source_repository,
+        return await self._send(
+            calls.review(
+                diff=diff,
+                changed_paths=changed_paths,
+                pull_number=pull_number,
+                post=post,
+                title=title,
+                description=description,
+                source_repository=source_repository,
+            )
         )
-        return self._parse(await self._call("POST", "/v1/ai/review", json=body), ReviewResponse)
 
     async def execute(
         self,
@@ -388,13 +304,12 @@ class AsyncAiGatewayClient(_Shared):
         sandbox: str | None = None,
         source_repository: str | None = None,
     ) -> JobOut:
-        body = self._body(
-            JobRequest, prompt=prompt, ref=ref, sandbox=sandbox, source_repository=source_repository
+        return await self._send(
+            calls.execute(prompt, ref=ref, sandbox=sandbox, source_repository=source_repository)
         )
-        return self._parse(await self._call("POST", "/v1/ai/execute/jobs", json=body), JobOut)
 
     async def get_job(self, job_id: str) -> JobOut:
-        return self._parse(await self._call("GET", f"/v1/ai/execute/jobs/{job_id}"), JobOut)
+        return await self._send(calls.get_job(job_id))
 
     async def wait(
         self,
@@ -406,26 +321,19 @@ class AsyncAiGatewayClient(_Shared):
         """Poll until the job succeeded or failed; :class:`JobTimeoutError` after ``timeout``."""
         current = job if isinstance(job, JobOut) else await self.get_job(job)
         deadline = None if timeout is None else self._clock() + timeout
-        while current.status not in TERMINAL:
-            if deadline is not None and self._clock() >= deadline:
-                raise JobTimeoutError(f"job {current.id} is still {current.status}")
+        while not job_finished(current, deadline, self._clock):
             await self._sleep(poll_interval)
             current = await self.get_job(current.id)
         return current
 
     async def get_quota(self, repository: str) -> QuotaResponse:
-        response = await self._call("GET", "/v1/ai/quota", params={"repo": repository})
-        return self._parse(response, QuotaResponse)
+        return await self._send(calls.get_quota(repository))
 
     async def get_health(self) -> HealthResponse:
-        return self._parse(await self._call("GET", "/v1/ai/health"), HealthResponse)
+        return await self._send(calls.get_health())
 
     async def get_feedback_report(self, repository: str) -> FeedbackReportResponse:
-        response = await self._call("GET", "/v1/ai/feedback/report", params={"repo": repository})
-        return self._parse(response, FeedbackReportResponse)
+        return await self._send(calls.get_feedback_report(repository))
 
     async def list_changes(self, repository: str, *, limit: int = 100) -> ChangesResponse:
-        response = await self._call(
-            "GET", "/v1/ai/changes", params={"repo": repository, "limit": str(limit)}
-        )
-        return self._parse(response, ChangesResponse)
+        return await self._send(calls.list_changes(repository, limit=limit))

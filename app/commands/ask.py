@@ -6,10 +6,10 @@ review of the same diff would and is held to the same budgets:
 - fetch: the pull request's files as the pipeline fetches them (``pipeline.fetch_files``, the
   repository's ignore globs and file cap), rendered by the slicer and cut to one slice's worth of
   tokens, so one question costs at most one slice per model whatever the size of the diff;
-- decide: ``plan_models`` over ``estimate_call_cost`` (one round: a free-text answer has no
-  repair) against what the budgets leave, then ``QuotaLedger.reserve``; a refusal is said with
-  the budget's own message, and nothing is sent;
-- act: both models at once through the gateway clients' ``answer()`` (the review's transport,
+- decide and act: ``review.answer.answer_within_budget``, the service API's path too: the
+  estimate of one round (a free-text answer has no repair) against what the budgets leave, then
+  ``QuotaLedger.reserve``; a refusal is said with the budget's own message, and nothing is sent;
+  else both models at once through the gateway clients' ``answer()`` (the review's transport,
   retries and metadata, with ``purpose: ask``), each call recorded in the ledger as it finishes,
   the reservation settled with what was billed; then one reply with both answers.
 
@@ -24,34 +24,17 @@ reply's last guard (``commands.reply``) escapes anything that would still read a
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from app.commands.invocation import Invocation, Outcome
 from app.commands.reply import quote
 from app.gateway import AnswerCall, CallMetadata
-from app.quota import (
-    CallOutcome,
-    Plan,
-    QuotaLedger,
-    Refusal,
-    Reservation,
-    estimate_call_cost,
-    format_spend_report,
-    format_usd,
-    plan_models,
-    repository_budget,
-)
+from app.quota import Plan, QuotaLedger, format_spend_report, format_usd, repository_budget
+from app.review.answer import Unfunded, answer_within_budget
 from app.review.diff import slice_diff
-from app.review.pipeline import (
-    PullGone,
-    ReviewerSpec,
-    fetch_files,
-    ignore_globs,
-    reviewer_specs,
-)
+from app.review.pipeline import PullGone, fetch_files, ignore_globs, reviewer_specs
 from app.review.prompt import ASK_SYSTEM_PROMPT, new_nonce, question_prompt
 from app.review.sanitize import clean, truncate
 
@@ -82,10 +65,6 @@ class Question:
     system: str
     prompt: str
     not_shown: tuple[str, ...]  # changed files left out of the diff (ignored, binary, over a cap)
-
-    @property
-    def text(self) -> str:
-        return self.system + self.prompt
 
 
 def ledger_delivery(delivery_id: str | None) -> str:
@@ -146,126 +125,23 @@ async def ask(inv: Invocation) -> Outcome:
         delivery=inv.ctx.delivery_id,
         purpose=ASK_PURPOSE,
     )
-    specs = reviewer_specs(pipeline.reviewers, inv.config)
-    wanted = {reviewer.provider: model or reviewer.model for _, reviewer, model in specs}
     settings = services.settings
-    budget = repository_budget(settings, inv.config)
-    report = await ledger.spend(pr.repository, pr_number=pr.number, budget=budget)
-    max_out = settings.model_max_output_tokens
-
-    def estimate(model: str) -> float | None:
-        return estimate_call_cost(
-            model, prompt_text=asked.text, max_output_tokens=max_out, rounds=1
-        )
-
-    plan = plan_models(
-        wanted=wanted,
-        estimate=estimate,
-        remaining=report.remaining_usd,
-        on_exhausted=budget.on_exhausted,
-        ladders={
-            "anthropic": settings.model_ladder_anthropic,
-            "openai": settings.model_ladder_openai,
-        },
-        limiting=report.limiting_label,
+    held = await answer_within_budget(
+        ledger,
+        settings,
+        services.health,
+        specs=reviewer_specs(pipeline.reviewers, inv.config),
+        budget=repository_budget(settings, inv.config),
+        metadata=metadata,
+        delivery_id=ledger_delivery(inv.ctx.delivery_id),
+        system=asked.system,
+        prompt=asked.prompt,
+        max_tokens=settings.model_max_output_tokens,
     )
-    reason = plan.skip_reason
-    reservation: Reservation | None = None
-    if reason is None:
-        granted = await ledger.reserve(
-            repository=pr.repository,
-            pr_number=pr.number,
-            amount_usd=plan.estimated_usd or 0.0,
-            budget=budget,
-        )
-        if isinstance(granted, Refusal):
-            reason = granted.message
-        else:
-            reservation = granted
-    if reservation is None:
-        await _record_refused(ledger, metadata, wanted)
-        spend = format_spend_report(report)
-        return Outcome(False, f"Nothing was asked: {reason}. Nothing was spent.\n\n{spend}")
-    chosen = [
-        (name, reviewer, plan.models.get(reviewer.provider, model))
-        for name, reviewer, model in specs
-    ]
-    calls = await _answer_all(inv, asked, chosen, ledger, reservation, metadata, max_out)
-    return _outcome(calls, plan, asked)
-
-
-async def _answer_all(
-    inv: Invocation,
-    asked: Question,
-    chosen: Sequence[ReviewerSpec],
-    ledger: QuotaLedger,
-    reservation: Reservation,
-    metadata: CallMetadata,
-    max_tokens: int,
-) -> list[AnswerCall]:
-    """Every model at once; each call is recorded as it finishes, the reservation settled after
-    with what they cost (as a review settles: the rest of the money held is released)."""
-    health = inv.ctx.services.health
-    spent = 0.0
-
-    async def one(reviewer_spec: ReviewerSpec) -> AnswerCall:
-        nonlocal spent
-        _, reviewer, model = reviewer_spec
-        call = await reviewer.answer(
-            system=asked.system,
-            prompt=asked.prompt,
-            metadata=metadata,
-            max_tokens=max_tokens,
-            model=model,
-        )
-        health.record(f"gateway:{call.provider}", call.latency_s, _provider_ok(call))
-        spent += call.cost_usd or 0.0
-        await ledger.record_call(
-            repository=metadata.repository or "",
-            pr_number=metadata.pr,
-            installation_id=metadata.installation,
-            delivery_id=ledger_delivery(metadata.delivery),
-            provider=call.provider,
-            model=call.model,
-            input_tokens=call.input_tokens,
-            output_tokens=call.output_tokens,
-            cached_input_tokens=call.cached_input_tokens,
-            cost_usd=call.cost_usd,
-            log_id=call.log_id,
-            log_ids=call.log_ids,
-            outcome=CallOutcome.OK if call.ok else CallOutcome.ERROR,
-            reservation_id=reservation.id,
-        )
-        return call
-
-    try:
-        return list(await asyncio.gather(*(one(spec) for spec in chosen)))
-    finally:
-        await ledger.settle(reservation, actual_usd=spent)
-
-
-async def _record_refused(
-    ledger: QuotaLedger, metadata: CallMetadata, wanted: Mapping[str, str]
-) -> None:
-    """One ``refused`` row per model, as a review refused by its budget leaves (no cost)."""
-    for provider, model in wanted.items():
-        await ledger.record_call(
-            repository=metadata.repository or "",
-            pr_number=metadata.pr,
-            installation_id=metadata.installation,
-            delivery_id=ledger_delivery(metadata.delivery),
-            provider=provider,
-            model=model,
-            cost_usd=0.0,
-            outcome=CallOutcome.REFUSED,
-        )
-
-
-def _provider_ok(call: AnswerCall) -> bool:
-    """Whether the provider itself worked, as the pipeline tells the health monitor."""
-    if call.error in {"timeout", "connection error"}:
-        return False
-    return not (call.status is not None and (call.status >= 500 or call.status == 429))
+    if isinstance(held, Unfunded):
+        spend = format_spend_report(held.report)
+        return Outcome(False, f"Nothing was asked: {held.reason}. Nothing was spent.\n\n{spend}")
+    return _outcome(held.calls, held.plan, asked)
 
 
 def _heading(call: AnswerCall) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -327,17 +327,8 @@ class FeedbackStore:
                 ).all():
                     spend[int(pr_number)] = float(total)
         records = [
-            ChangeRecord(
-                id=int(r.id),
-                repository=r.repository,
-                pr_number=int(r.pr_number),
-                head_sha=r.head_sha,
-                tier=r.tier,
-                confidence=r.confidence,
-                decision=r.decision,
-                acted=bool(r.acted),
-                decided_at=r.decided_at,
-                state=r.state,
+            replace(
+                _change(r),
                 merged_at=r.merged_at,
                 merge_sha=r.merge_sha,
                 merged_by_bot=r.merged_by_bot,
@@ -370,21 +361,7 @@ class FeedbackStore:
             query = query.where(changes.c.repository.in_(list(repositories)))
         async with self.db.read() as conn:
             rows = (await conn.execute(query)).all()
-        return [
-            ChangeRecord(
-                id=int(r.id),
-                repository=r.repository,
-                pr_number=int(r.pr_number),
-                head_sha=r.head_sha,
-                tier=r.tier,
-                confidence=r.confidence,
-                decision=r.decision,
-                acted=bool(r.acted),
-                decided_at=r.decided_at,
-                state=r.state,
-            )
-            for r in rows
-        ]
+        return [_change(r) for r in rows]
 
     async def tightening(
         self, repository: str, rules: Rules = DEFAULT_RULES, *, now: datetime | None = None
@@ -428,3 +405,19 @@ class FeedbackStore:
 
 def _affected() -> Any:
     return select(change_effects.c.change_id)
+
+
+def _change(r: Any) -> ChangeRecord:
+    """A ``changes`` row as the bot decided it; ``records`` adds what the merge added."""
+    return ChangeRecord(
+        id=int(r.id),
+        repository=r.repository,
+        pr_number=int(r.pr_number),
+        head_sha=r.head_sha,
+        tier=r.tier,
+        confidence=r.confidence,
+        decision=r.decision,
+        acted=bool(r.acted),
+        decided_at=r.decided_at,
+        state=r.state,
+    )

@@ -41,9 +41,9 @@ from app.gateway.clients import (
     METADATA_HEADER,
     SUBMIT_TOOL,
     CallFailure,
-    CallMetadata,
     StructuredReviewer,
     Turn,
+    TurnRequest,
     classify_http_error,
     connection_detail,
 )
@@ -143,38 +143,22 @@ class AnthropicReviewer(StructuredReviewer):
         await self._client.close()
         await self._http.aclose()
 
-    def _body(
-        self,
-        *,
-        system: str,
-        messages: list[dict[str, Any]],
-        model: str,
-        max_tokens: int,
-        free_text: bool = False,
-    ) -> dict[str, Any]:
+    def _body(self, request: TurnRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "model": model,
-            "max_tokens": max_tokens,
-            "system": system,
-            "messages": messages,
+            "model": request.model,
+            "max_tokens": request.max_tokens,
+            "system": request.system,
+            "messages": request.messages,
         }
-        if not free_text:
+        if not request.free_text:
             body["tools"] = [self._tool]
             body["tool_choice"] = {"type": "tool", "name": SUBMIT_TOOL}
-        if self._temperature is not None and accepts_temperature(model):
+        if self._temperature is not None and accepts_temperature(request.model):
             body["temperature"] = self._temperature
         return body
 
-    async def _request(
-        self,
-        *,
-        system: str,
-        messages: list[dict[str, Any]],
-        model: str,
-        max_tokens: int,
-        metadata: CallMetadata,
-        free_text: bool = False,
-    ) -> Turn:
+    async def _request(self, request: TurnRequest) -> Turn:
+        model = request.model
         if model in _DEPRECATED_MODELS and model not in _warned_deprecated:
             _warned_deprecated.add(model)
             logger.warning(
@@ -186,17 +170,11 @@ class AnthropicReviewer(StructuredReviewer):
             response = await self._client.post(
                 "/v1/messages",
                 cast_to=httpx2.Response,
-                body=self._body(
-                    system=system,
-                    messages=messages,
-                    model=model,
-                    max_tokens=max_tokens,
-                    free_text=free_text,
-                ),
+                body=self._body(request),
                 options={
                     "headers": {
                         "Authorization": anthropic.omit,
-                        METADATA_HEADER: metadata.header_value(),
+                        METADATA_HEADER: request.metadata.header_value(),
                     }
                 },
             )
@@ -210,7 +188,7 @@ class AnthropicReviewer(StructuredReviewer):
             raise CallFailure(
                 "connection error", True, detail=connection_detail(exc, self._secrets)
             ) from None
-        return self._turn(response, free_text=free_text)
+        return self._turn(response, free_text=request.free_text)
 
     def _turn(self, response: httpx2.Response, *, free_text: bool = False) -> Turn:
         log_id = response.headers.get("cf-aig-log-id")

@@ -34,7 +34,7 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Protocol
 
@@ -109,23 +109,19 @@ class CallMetadata:
 
 
 @dataclass(frozen=True, slots=True)
-class ReviewCall:
-    """The outcome of one ``review()``: a validated review, or None and a short ``error``.
+class ModelCall:
+    """What every finished model call says of its transport and cost, whatever was asked.
 
-    ``error`` is one of: ``"timeout"``, ``"connection error"``, ``"http <status>"``,
-    ``"spend limit (http <status>)"``, ``"refused"``, ``"invalid output after repair"``,
-    ``"invalid response"`` (a 2xx body that is not the provider's format) or
-    ``"unexpected error"`` (logged).
-    ``detail`` is the provider's own message, shortened, with every configured secret redacted.
-    Tokens and cost cover every answered request of the call (the repair round included).
+    Tokens and cost cover every answered request of the call (a repair round included).
     ``cost_usd`` is None exactly when the model has no price (``priced`` False).
-    ``attempts`` counts HTTP requests made; ``log_id`` is the last ``cf-aig-log-id`` seen.
+    ``attempts`` counts HTTP requests made; ``log_id`` is the last ``cf-aig-log-id`` seen,
+    ``log_ids`` all of them. ``status`` is the failed request's HTTP status, ``detail`` the
+    provider's own message, shortened, with every configured secret redacted.
     """
 
     provider: str
     model: str
-    review: ModelReview | None
-    error: str | None
+    _: KW_ONLY
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
@@ -136,13 +132,8 @@ class ReviewCall:
     log_ids: tuple[str, ...] = ()
     latency_s: float = 0.0
     attempts: int = 0
-    repaired: bool = False
     status: int | None = None
     detail: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.review is not None
 
     @property
     def usage(self) -> Usage:
@@ -155,32 +146,38 @@ class ReviewCall:
 
 
 @dataclass(frozen=True, slots=True)
-class AnswerCall:
+class ReviewCall(ModelCall):
+    """The outcome of one ``review()``: a validated review, or None and a short ``error``.
+
+    ``error`` is one of: ``"timeout"``, ``"connection error"``, ``"http <status>"``,
+    ``"spend limit (http <status>)"``, ``"refused"``, ``"invalid output after repair"``,
+    ``"invalid response"`` (a 2xx body that is not the provider's format) or
+    ``"unexpected error"`` (logged). ``repaired``: the answer needed the repair round.
+    """
+
+    review: ModelReview | None
+    error: str | None
+    _: KW_ONLY
+    repaired: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.review is not None
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerCall(ModelCall):
     """The outcome of one ``answer()``: the model's text, or None and a short ``error``.
 
     ``error`` takes the values of :attr:`ReviewCall.error` (``"invalid output after repair"``
     aside: there is no repair round), plus ``"empty answer"``. ``cut_off`` is True when the
-    model stopped at the output token limit (the text is then incomplete). Tokens, cost,
-    ``log_id`` and ``detail`` mean what they mean on :class:`ReviewCall`.
+    model stopped at the output token limit (the text is then incomplete).
     """
 
-    provider: str
-    model: str
     text: str | None
     error: str | None
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_input_tokens: int = 0
-    cache_write_input_tokens: int = 0
-    cost_usd: float | None = None
-    priced: bool = True
-    log_id: str | None = None
-    log_ids: tuple[str, ...] = ()
-    latency_s: float = 0.0
-    attempts: int = 0
+    _: KW_ONLY
     cut_off: bool = False
-    status: int | None = None
-    detail: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -278,6 +275,21 @@ class CallFailure(Exception):
         self.retry_after = retry_after
         self.log_id = log_id
         self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRequest:
+    """One request of a call, as the engine hands it to a provider adapter.
+
+    ``free_text``: ask for prose (no tool, no response format) and fill ``Turn.text``.
+    """
+
+    system: str
+    messages: list[dict[str, Any]]
+    model: str
+    max_tokens: int
+    metadata: CallMetadata
+    free_text: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,9 +426,36 @@ def validation_problem(exc: ValidationError) -> str:
 
 @dataclass(slots=True)
 class _Tally:
+    """What one ``review()`` or ``answer()`` has used so far, over all its requests."""
+
     usage: Usage = field(default_factory=Usage)
     log_ids: list[str] = field(default_factory=list)
     attempts: int = 0
+
+    def totals(
+        self,
+        model: str,
+        prices: Mapping[str, ModelPrice],
+        started: float,
+        failure: CallFailure | None,
+    ) -> dict[str, Any]:
+        """The :class:`ModelCall` fields of the finished call (``started``: its
+        ``time.perf_counter()`` at the start), the same for a review and an answer."""
+        cost = compute_cost(model, self.usage, prices)
+        return {
+            "input_tokens": self.usage.input_tokens,
+            "output_tokens": self.usage.output_tokens,
+            "cached_input_tokens": self.usage.cached_input_tokens,
+            "cache_write_input_tokens": self.usage.cache_write_input_tokens,
+            "cost_usd": cost.usd,
+            "priced": cost.priced,
+            "log_id": self.log_ids[-1] if self.log_ids else None,
+            "log_ids": tuple(self.log_ids),
+            "latency_s": time.perf_counter() - started,
+            "attempts": self.attempts,
+            "status": failure.status if failure else None,
+            "detail": failure.detail if failure else None,
+        }
 
 
 class StructuredReviewer(ABC):
@@ -471,20 +510,8 @@ class StructuredReviewer(ABC):
     # -- adapter interface
 
     @abstractmethod
-    async def _request(
-        self,
-        *,
-        system: str,
-        messages: list[dict[str, Any]],
-        model: str,
-        max_tokens: int,
-        metadata: CallMetadata,
-        free_text: bool = False,
-    ) -> Turn:
-        """Send one request; return the answer as a :class:`Turn` or raise :class:`CallFailure`.
-
-        ``free_text``: ask for prose (no tool, no response format) and fill ``Turn.text``.
-        """
+    async def _request(self, request: TurnRequest) -> Turn:
+        """Send one request; return the answer as a :class:`Turn` or raise :class:`CallFailure`."""
 
     @abstractmethod
     def _repair_messages(
@@ -507,48 +534,33 @@ class StructuredReviewer(ABC):
         model: str | None = None,
     ) -> ReviewCall:
         model_name = model or self._model
-        limit = max_tokens or self._max_tokens
         started = time.perf_counter()
         budget_start = self._retry.clock()
         tally = _Tally()
-        messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
+        request = TurnRequest(
+            system=system,
+            messages=[{"role": "user", "content": prompt}],
+            model=model_name,
+            max_tokens=max_tokens or self._max_tokens,
+            metadata=metadata,
+        )
         repaired = False
 
         def result(
             review: ModelReview | None, error: str | None, failure: CallFailure | None = None
         ) -> ReviewCall:
-            cost = compute_cost(model_name, tally.usage, self._prices)
             return ReviewCall(
-                provider=self.provider,
-                model=model_name,
-                review=review,
-                error=error,
-                input_tokens=tally.usage.input_tokens,
-                output_tokens=tally.usage.output_tokens,
-                cached_input_tokens=tally.usage.cached_input_tokens,
-                cache_write_input_tokens=tally.usage.cache_write_input_tokens,
-                cost_usd=cost.usd,
-                priced=cost.priced,
-                log_id=tally.log_ids[-1] if tally.log_ids else None,
-                log_ids=tuple(tally.log_ids),
-                latency_s=time.perf_counter() - started,
-                attempts=tally.attempts,
+                self.provider,
+                model_name,
+                review,
+                error,
                 repaired=repaired,
-                status=failure.status if failure else None,
-                detail=failure.detail if failure else None,
+                **tally.totals(model_name, self._prices, started, failure),
             )
 
         for round_index in range(2):
             try:
-                turn = await self._with_retries(
-                    system=system,
-                    messages=messages,
-                    model=model_name,
-                    max_tokens=limit,
-                    metadata=metadata,
-                    tally=tally,
-                    budget_start=budget_start,
-                )
+                turn = await self._with_retries(request, tally=tally, budget_start=budget_start)
             except CallFailure as failure:
                 self._log_failure(model_name, metadata, failure, tally)
                 return result(None, failure.reason, failure)
@@ -571,7 +583,8 @@ class StructuredReviewer(ABC):
                 },
             )
             if round_index == 0:
-                messages = self._repair_messages(messages, turn, problem)
+                repair = self._repair_messages(request.messages, turn, problem)
+                request = replace(request, messages=repair)
                 repaired = True
         return result(None, "invalid output after repair")
 
@@ -594,14 +607,16 @@ class StructuredReviewer(ABC):
         cut_off = False
         try:
             turn = await self._with_retries(
-                system=system,
-                messages=[{"role": "user", "content": prompt}],
-                model=model_name,
-                max_tokens=max_tokens or self._max_tokens,
-                metadata=metadata,
+                TurnRequest(
+                    system=system,
+                    messages=[{"role": "user", "content": prompt}],
+                    model=model_name,
+                    max_tokens=max_tokens or self._max_tokens,
+                    metadata=metadata,
+                    free_text=True,
+                ),
                 tally=tally,
                 budget_start=self._retry.clock(),
-                free_text=True,
             )
         except CallFailure as exc:
             self._log_failure(model_name, metadata, exc, tally)
@@ -614,38 +629,17 @@ class StructuredReviewer(ABC):
                 error = "empty answer"
             else:
                 text = turn.text
-        cost = compute_cost(model_name, tally.usage, self._prices)
         return AnswerCall(
-            provider=self.provider,
-            model=model_name,
-            text=text,
-            error=error,
-            input_tokens=tally.usage.input_tokens,
-            output_tokens=tally.usage.output_tokens,
-            cached_input_tokens=tally.usage.cached_input_tokens,
-            cache_write_input_tokens=tally.usage.cache_write_input_tokens,
-            cost_usd=cost.usd,
-            priced=cost.priced,
-            log_id=tally.log_ids[-1] if tally.log_ids else None,
-            log_ids=tuple(tally.log_ids),
-            latency_s=time.perf_counter() - started,
-            attempts=tally.attempts,
+            self.provider,
+            model_name,
+            text,
+            error,
             cut_off=cut_off,
-            status=failure.status if failure else None,
-            detail=failure.detail if failure else None,
+            **tally.totals(model_name, self._prices, started, failure),
         )
 
     async def _with_retries(
-        self,
-        *,
-        system: str,
-        messages: list[dict[str, Any]],
-        model: str,
-        max_tokens: int,
-        metadata: CallMetadata,
-        tally: _Tally,
-        budget_start: float,
-        free_text: bool = False,
+        self, request: TurnRequest, *, tally: _Tally, budget_start: float
     ) -> Turn:
         policy = self._retry
         retries = 0
@@ -654,14 +648,7 @@ class StructuredReviewer(ABC):
                 async with self.gate.slot():
                     tally.attempts += 1
                     async with asyncio.timeout(self._timeout):
-                        turn = await self._request(
-                            system=system,
-                            messages=messages,
-                            model=model,
-                            max_tokens=max_tokens,
-                            metadata=metadata,
-                            free_text=free_text,
-                        )
+                        turn = await self._request(request)
             except TimeoutError:
                 failure = CallFailure("timeout", retryable=True)
             except CallFailure as exc:
@@ -697,7 +684,7 @@ class StructuredReviewer(ABC):
                 "retrying model request",
                 extra={
                     "provider": self.provider,
-                    "model": model,
+                    "model": request.model,
                     "reason": failure.reason,
                     "retry": retries,
                     "delay_s": round(delay, 3),

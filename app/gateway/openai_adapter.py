@@ -40,9 +40,9 @@ from app.gateway.clients import (
     LOG_ID_HEADER,
     METADATA_HEADER,
     CallFailure,
-    CallMetadata,
     StructuredReviewer,
     Turn,
+    TurnRequest,
     classify_http_error,
     connection_detail,
 )
@@ -144,21 +144,13 @@ class OpenAIReviewer(StructuredReviewer):
         await self._client.close()
         await self._http.aclose()
 
-    async def _request(
-        self,
-        *,
-        system: str,
-        messages: list[dict[str, Any]],
-        model: str,
-        max_tokens: int,
-        metadata: CallMetadata,
-        free_text: bool = False,
-    ) -> Turn:
+    async def _request(self, request: TurnRequest) -> Turn:
+        model, free_text = request.model, request.free_text
         conversation = cast(
             "list[ChatCompletionMessageParam]",
-            [{"role": "system", "content": system}, *messages],
+            [{"role": "system", "content": request.system}, *request.messages],
         )
-        headers: dict[str, str | openai.Omit] = {METADATA_HEADER: metadata.header_value()}
+        headers: dict[str, str | openai.Omit] = {METADATA_HEADER: request.metadata.header_value()}
         if self._byok:
             headers["Authorization"] = openai.omit
         temperature: float | openai.Omit = openai.omit
@@ -168,7 +160,7 @@ class OpenAIReviewer(StructuredReviewer):
             raw = await self._create(
                 model=model,
                 messages=conversation,
-                max_completion_tokens=max_tokens,
+                max_completion_tokens=request.max_tokens,
                 response_format=openai.omit if free_text else self._response_format,
                 temperature=temperature,
                 extra_headers=headers,

@@ -43,9 +43,8 @@ from app.quota import (
     Refusal,
     Reservation,
     SpendReport,
-    estimate_call_cost,
     format_spend_report,
-    plan_models,
+    plan_calls,
     repository_budget,
 )
 from app.repo_config import QuotaConfig, RepoConfig, format_errors_markdown
@@ -205,7 +204,7 @@ class Spending:
 
     async def record(self, call: ReviewCall) -> None:
         self.spent += call.cost_usd or 0.0
-        await self.ledger.record_review_call(
+        await self.ledger.record_model_call(
             call, metadata=self.metadata, reservation_id=self.reservation.id
         )
 
@@ -497,22 +496,13 @@ async def reserve_review(
     report = await ledger.spend(repository, pr_number=pr_number, budget=budget)
     by_provider = {r.provider: (name, r, model) for name, r, model in specs}
     wanted = {p: model or r.model for p, (_, r, model) in by_provider.items()}
-    text = prepared.prompt_text()
-    max_out = settings.model_max_output_tokens
-
-    def estimate(model: str) -> float | None:
-        return estimate_call_cost(model, prompt_text=text, max_output_tokens=max_out)
-
-    plan = plan_models(
+    plan = plan_calls(
+        settings,
         wanted=wanted,
-        estimate=estimate,
-        remaining=report.remaining_usd,
-        on_exhausted=budget.on_exhausted,
-        ladders={
-            "anthropic": settings.model_ladder_anthropic,
-            "openai": settings.model_ladder_openai,
-        },
-        limiting=report.limiting_label,
+        report=report,
+        budget=budget,
+        prompt_text=prepared.prompt_text(),
+        max_output_tokens=settings.model_max_output_tokens,
     )
     if plan.skip:
         return BudgetStop(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import ColumnElement, Select, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.policy.carry import ReviewFacts
@@ -53,6 +53,22 @@ class FinishedReview:
     finished_at: datetime | None
 
 
+def _newest(
+    repository: str,
+    pr_number: int,
+    *conditions: ColumnElement[bool],
+    columns: tuple[Any, ...] = (reviews,),
+    limit: int = 1,
+) -> Select[Any]:
+    """A pull request's reviews that meet ``conditions``, newest first (the last ``limit``)."""
+    return (
+        select(*columns)
+        .where(reviews.c.repository == repository, reviews.c.pr_number == pr_number, *conditions)
+        .order_by(reviews.c.id.desc())
+        .limit(limit)
+    )
+
+
 def _row(r: Any, *, resumed: bool = False) -> ReviewRow:
     return ReviewRow(
         id=r.id,
@@ -91,16 +107,7 @@ class ReviewStore:
         """
         async with self.db.write() as conn:
             existing = (
-                await conn.execute(
-                    select(reviews)
-                    .where(
-                        reviews.c.repository == repository,
-                        reviews.c.pr_number == pr_number,
-                        reviews.c.head_sha == head_sha,
-                    )
-                    .order_by(reviews.c.id.desc())
-                    .limit(1)
-                )
+                await conn.execute(_newest(repository, pr_number, reviews.c.head_sha == head_sha))
             ).first()
             if existing is not None and existing.status in {RUNNING, FAILED}:
                 await conn.execute(
@@ -183,16 +190,7 @@ class ReviewStore:
     async def last_published(self, repository: str, pr_number: int) -> ReviewRow | None:
         async with self.db.read() as conn:
             row = (
-                await conn.execute(
-                    select(reviews)
-                    .where(
-                        reviews.c.repository == repository,
-                        reviews.c.pr_number == pr_number,
-                        reviews.c.status == PUBLISHED,
-                    )
-                    .order_by(reviews.c.id.desc())
-                    .limit(1)
-                )
+                await conn.execute(_newest(repository, pr_number, reviews.c.status == PUBLISHED))
             ).first()
         return _row(row) if row is not None else None
 
@@ -202,15 +200,14 @@ class ReviewStore:
         """The facts of the pull request's published reviews, newest first (``policy/carry``)."""
         async with self.db.read() as conn:
             rows = await conn.execute(
-                select(reviews.c.facts, reviews.c.incremental_from, reviews.c.cleared_by)
-                .where(
-                    reviews.c.repository == repository,
-                    reviews.c.pr_number == pr_number,
+                _newest(
+                    repository,
+                    pr_number,
                     reviews.c.status == PUBLISHED,
                     reviews.c.facts.is_not(None),
+                    columns=(reviews.c.facts, reviews.c.incremental_from, reviews.c.cleared_by),
+                    limit=limit,
                 )
-                .order_by(reviews.c.id.desc())
-                .limit(limit)
             )
             return [
                 ReviewFacts.from_json(
@@ -261,18 +258,13 @@ class ReviewStore:
     async def clear(self, repository: str, pr_number: int, head_sha: str, *, by: str) -> bool:
         """A person vouched for ``head_sha``: earlier findings are no longer carried past it."""
         async with self.db.write() as conn:
-            latest = (
-                select(reviews.c.id)
-                .where(
-                    reviews.c.repository == repository,
-                    reviews.c.pr_number == pr_number,
-                    reviews.c.head_sha == head_sha,
-                    reviews.c.status == PUBLISHED,
-                )
-                .order_by(reviews.c.id.desc())
-                .limit(1)
-                .scalar_subquery()
-            )
+            latest = _newest(
+                repository,
+                pr_number,
+                reviews.c.head_sha == head_sha,
+                reviews.c.status == PUBLISHED,
+                columns=(reviews.c.id,),
+            ).scalar_subquery()
             result = await conn.execute(
                 update(reviews).where(reviews.c.id == latest).values(cleared_by=by[:100])
             )
@@ -283,18 +275,7 @@ class ReviewStore:
     ) -> ReviewRow | None:
         async with self.db.read() as conn:
             row = (
-                await conn.execute(
-                    select(reviews)
-                    .where(
-                        and_(
-                            reviews.c.repository == repository,
-                            reviews.c.pr_number == pr_number,
-                            reviews.c.head_sha == head_sha,
-                        )
-                    )
-                    .order_by(reviews.c.id.desc())
-                    .limit(1)
-                )
+                await conn.execute(_newest(repository, pr_number, reviews.c.head_sha == head_sha))
             ).first()
         return _row(row) if row is not None else None
 
