@@ -145,7 +145,7 @@ async def burst(n: int, latency: float, base: int) -> float:
                             "--pid",
                             str(server.proc.pid),
                             "-r",
-                            "1000",
+                            "100",
                             "-f",
                             "raw",
                         ],

@@ -24,6 +24,7 @@ from typing import Any, cast
 
 import aiohttp
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from gidgethub import apps
 from gidgethub.aiohttp import GitHubAPI
 
 log = logging.getLogger(__name__)
@@ -99,8 +100,13 @@ class AppAuth:
         return self._jwt_api
 
     async def warm(self, installation_ids: Iterable[int] = ()) -> None:
-        """Parse the key and fetch tokens ahead of the first delivery; failures only log."""
-        self.jwt_client()
+        """Parse the key, sign a first JWT (its library loads on first use) and fetch tokens
+        ahead of the first delivery; failures only log."""
+        client = self.jwt_client()
+        try:
+            apps.get_jwt(app_id=self.app_id, private_key=cast(str, client.private_key))
+        except Exception as exc:  # a bad key is reported where it is used
+            log.info("could not sign an App JWT ahead of time: %s", type(exc).__name__)
         for installation_id in installation_ids:
             try:
                 await self.installation_token(installation_id)
