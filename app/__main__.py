@@ -577,7 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--event", default=None, help="its X-GitHub-Event, e.g. pull_request")
     rp.set_defaults(func=cmd_replay)
 
-    from app.cli.review_diff import add_parser as add_review_diff
+    from app.cli.review_diff_args import add_parser as add_review_diff
 
     add_review_diff(sub)
     sub.choices["review-diff"].set_defaults(func=cmd_review_diff)

@@ -11,8 +11,12 @@ across reviews (one HTTP client and connection pool per provider) and closes it 
     await clients.aclose()
 
 Module map: :mod:`.urls` (endpoints, the gateway-token guard, the guarded HTTP client),
-:mod:`.clients` (interface, result, retries, repair), :mod:`.anthropic_adapter`,
-:mod:`.openai_adapter`, :mod:`.pricing`.
+:mod:`.clients` (interface, result, retries, repair), :mod:`.throttle` (the per-provider gate),
+:mod:`.anthropic_adapter`, :mod:`.openai_adapter`, :mod:`.pricing`.
+
+The two adapters, and with them the providers' SDKs (seconds of imports), load when first
+named, not with this package: the command line's other commands, the ledger and the
+dashboard use the gateway's values and URLs without ever calling a model.
 """
 
 from __future__ import annotations
@@ -20,9 +24,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from app.gateway.anthropic_adapter import AnthropicReviewer
 from app.gateway.clients import (
     AnswerCall,
     CallFailure,
@@ -32,7 +35,6 @@ from app.gateway.clients import (
     ReviewCall,
     Reviewer,
 )
-from app.gateway.openai_adapter import OpenAIReviewer
 from app.gateway.pricing import PRICES, Cost, ModelPrice, Usage, compute_cost, max_cost, price_for
 from app.gateway.throttle import Clock, ProviderGate, Sleep
 from app.gateway.urls import (
@@ -47,6 +49,28 @@ from app.gateway.urls import (
     url_is_under,
 )
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.gateway.anthropic_adapter import AnthropicReviewer
+    from app.gateway.openai_adapter import OpenAIReviewer
+
+_ADAPTERS = {
+    "AnthropicReviewer": "app.gateway.anthropic_adapter",
+    "OpenAIReviewer": "app.gateway.openai_adapter",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The adapters on first use (PEP 562), so importing the package loads no SDK."""
+    module = _ADAPTERS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "PRICES",
@@ -131,6 +155,9 @@ def build_reviewers(
     ``http_timeout`` overrides ``model_timeout_seconds`` (per request). ``sleep``, ``clock`` and
     ``jitter`` drive the retry waits (tests pass fakes). Nothing connects until the first call.
     """
+    from app.gateway.anthropic_adapter import AnthropicReviewer
+    from app.gateway.openai_adapter import OpenAIReviewer
+
     anthropic_ep, openai_ep = resolve_endpoints(settings)
     gateway = gateway_base(settings)
     token = settings.gateway_token
