@@ -48,6 +48,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def thread_cpu(pid: int) -> list[tuple[str, float]]:
+    """Each thread of a process with its CPU time so far (user + system)."""
+    threads = []
+    for tid in sorted(Path(f"/proc/{pid}/task").iterdir()):
+        stat = (tid / "stat").read_text().rsplit(")", 1)[1].split()
+        used = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+        threads.append(((tid / "comm").read_text().strip(), used))
+    return threads
+
+
 class Server:
     """``python -m app serve`` in a child process, pointed at the fakes."""
 
@@ -163,6 +173,9 @@ async def burst(n: int, latency: float, base: int) -> float:
                     await asyncio.sleep(0.005)
                 elapsed = time.perf_counter() - started
                 CPU[n] = server.cpu_seconds() - cpu_before
+                if os.environ.get("BURST_THREADS") and server.proc is not None:
+                    for name, used in thread_cpu(server.proc.pid):
+                        print(f"    thread {name} {used:.2f} s")
                 if spy is not None:
                     spy.send_signal(2)
                     spy.wait()
