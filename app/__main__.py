@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import logging
 import re
 import sys
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from app.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from app.queue import DeliveryQueue
+    from app.store.db import Database
 
 DESCRIPTION = (
     "aigateway: a GitHub App that reviews pull requests with two models. Settings come from the "
@@ -89,6 +91,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[Database]:
+    """The configured database, migrated, disposed of afterwards: what every command that reads
+    or changes stored state opens."""
+    from app.store import migrate
+    from app.store.db import Database
+
+    db = Database.from_url(settings.database_url)
+    try:
+        await migrate.upgrade(db.engine)
+        yield db
+    finally:
+        await db.dispose()
+
+
 def _run(coro_factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
     return asyncio.run(coro_factory())
 
@@ -113,8 +130,6 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 
 def cmd_deliveries(args: argparse.Namespace) -> int:
     from app.queue import FAILED, DeliveryQueue
-    from app.store import migrate
-    from app.store.db import Database
 
     if args.older_than is not None and not args.purge_failed:
         print("--older-than goes with --purge-failed", file=sys.stderr)
@@ -124,9 +139,7 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
         return 1
 
     async def run() -> int:
-        db = Database.from_url(settings.database_url)
-        try:
-            await migrate.upgrade(db.engine)
+        async with _database(settings) as db:
             queue = DeliveryQueue(db, lease_seconds=settings.lease_seconds)
             if args.purge_failed:
                 return await _purge_failed(queue, args.older_than)
@@ -164,8 +177,6 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
                     line += f"\n    error: {d.last_error.splitlines()[0][:300]}"
                 print(line)
             return 0
-        finally:
-            await db.dispose()
 
     return _run(run)
 
@@ -189,17 +200,13 @@ def cmd_sweep(_args: argparse.Namespace) -> int:
 
     from app.queue import DeliveryQueue
     from app.quota import QuotaLedger
-    from app.store import migrate
-    from app.store.db import Database
     from app.sweep.deliveries import DeliveryPurger
     from app.sweep.reservations import ReservationSweeper
 
     settings = _load_settings()
 
     async def run() -> int:
-        db = Database.from_url(settings.database_url)
-        try:
-            await migrate.upgrade(db.engine)
+        async with _database(settings) as db:
             reservations = ReservationSweeper(
                 QuotaLedger(db), timeout=timedelta(seconds=settings.reservation_timeout_seconds)
             )
@@ -211,8 +218,6 @@ def cmd_sweep(_args: argparse.Namespace) -> int:
             )
             print(f"purged {await purger.sweep_once()} done deliveries")
             return 0
-        finally:
-            await db.dispose()
 
     return _run(run)
 
@@ -231,17 +236,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def _requeue(delivery_id: str) -> int:
     from app.queue import DeliveryQueue
-    from app.store import migrate
-    from app.store.db import Database
 
     settings = _load_settings()
     if not require_database(settings):
         return 1
 
     async def run() -> int:
-        db = Database.from_url(settings.database_url)
-        try:
-            await migrate.upgrade(db.engine)
+        async with _database(settings) as db:
             queue = DeliveryQueue(db, lease_seconds=settings.lease_seconds)
             existing = await queue.get(delivery_id)
             if existing is None:
@@ -252,8 +253,6 @@ def _requeue(delivery_id: str) -> int:
                 return 1
             print(f"re-queued {delivery_id} ({existing.event}); the server's workers will run it")
             return 0
-        finally:
-            await db.dispose()
 
     return _run(run)
 
@@ -331,17 +330,13 @@ def cmd_quota(args: argparse.Namespace) -> int:
     """Spend against each budget, per repository, from the ledger."""
     from app.ledger.cli import format_spend_sides
     from app.quota import QuotaLedger, format_spend_report
-    from app.store import migrate
-    from app.store.db import Database
 
     settings = _load_settings()
     if not require_database(settings):
         return 1
 
     async def run() -> int:
-        db = Database.from_url(settings.database_url)
-        try:
-            await migrate.upgrade(db.engine)
+        async with _database(settings) as db:
             ledger = QuotaLedger(db)
             if args.repo:
                 reports = [await ledger.spend(args.repo)]
@@ -356,8 +351,6 @@ def cmd_quota(args: argparse.Namespace) -> int:
                 print()
             print(await format_spend_sides(db, args.repo))
             return 0
-        finally:
-            await db.dispose()
 
     return _run(run)
 
@@ -374,8 +367,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     """The feedback report for one repository: outcomes per (tier, decision) and calibration."""
     from app.feedback.registry import FeedbackStore
     from app.feedback.report import build_report, text_table
-    from app.store import migrate
-    from app.store.db import Database
     from app.store.types import utcnow
 
     if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", args.repo):
@@ -395,9 +386,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 1
 
     async def run() -> int:
-        db = Database.from_url(settings.database_url)
-        try:
-            await migrate.upgrade(db.engine)
+        async with _database(settings) as db:
             store = FeedbackStore(db)
             records = await store.records(args.repo, since=since)
             report = build_report(args.repo, records, at=utcnow(), since=since)
@@ -408,8 +397,6 @@ def cmd_report(args: argparse.Namespace) -> int:
             else:
                 print(text_table(report))
             return 0
-        finally:
-            await db.dispose()
 
     return _run(run)
 
@@ -417,17 +404,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_actions(args: argparse.Namespace) -> int:
     """List the outbox's actions that failed for good, or queue one again."""
     from app.policy.outbox import Outbox
-    from app.store import migrate
-    from app.store.db import Database
 
     settings = _load_settings()
     if not require_database(settings):
         return 1
 
     async def run() -> int:
-        db = Database.from_url(settings.database_url)
-        try:
-            await migrate.upgrade(db.engine)
+        async with _database(settings) as db:
             outbox = Outbox(db)
             if args.verb == "retry":
                 if args.id is None:
@@ -471,8 +454,6 @@ def cmd_actions(args: argparse.Namespace) -> int:
                     print(f"    error: {a.last_error.splitlines()[0][:300]}")
             print("\nqueue one again with: python -m app actions retry ID")
             return 0
-        finally:
-            await db.dispose()
 
     return asyncio.run(run())
 

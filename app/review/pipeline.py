@@ -824,13 +824,15 @@ class ReviewPipeline:
         unseen = unseen_files(run.slicing.not_reviewed, carried, risk, config)
         feedback_line = ""
         if self.feedback is not None:
-            tightening = await self.feedback.tightening(pr.repository, Rules.of(config.feedback))
+            # Two reads of the repository's history, side by side rather than one after the other.
+            tightening, history = await asyncio.gather(
+                self.feedback.tightening(pr.repository, Rules.of(config.feedback)),
+                self.feedback.records(pr.repository),
+            )
             if tightening.active:
                 tightened = True
                 notes.insert(0, tightening.reason)
-            feedback_line = summary_line(
-                build_report(pr.repository, await self.feedback.records(pr.repository), at=utcnow())
-            )
+            feedback_line = summary_line(build_report(pr.repository, history, at=utcnow()))
         decision_input = DecisionInput(
             tier=risk.tier,
             confidence=consensus.confidence,
