@@ -8,7 +8,8 @@ and forces it with ``tool_choice={"type": "tool", "name": "submit_review"}``; th
 How the SDK is used:
 
 - ``anthropic.AsyncAnthropic`` with the endpoint's ``base_url``, our own guarded ``http_client``
-  (:func:`app.gateway.urls.make_http_client`), ``timeout`` and ``max_retries=0``.
+  (:func:`app.gateway.urls.make_http_client`), ``timeout`` and ``max_retries=0``. The client
+  is the SDK's ``DefaultAioHttpClient`` (:func:`app.gateway.clients.aiohttp_client_class`).
 - The key travels as ``x-api-key`` (Anthropic's documented header, and the one the Cloudflare
   gateway documents). The 2.x SDK would send ``api_key`` as ``Authorization: Bearer``, and with
   no explicit credential it would search the environment and profile files; so the SDK is given

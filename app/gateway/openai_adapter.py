@@ -14,6 +14,14 @@ normalisation is needed before validation, and pydantic still enforces the lengt
 violation goes to the repair round). Strict mode is on by default because it makes the model's
 output conform by construction; ``strict=False`` sends the contract's schema unchanged.
 
+How the SDK is used: ``openai.AsyncOpenAI`` with the endpoint's ``base_url``, the guarded
+``http_client`` (httpx on aiohttp, :func:`app.gateway.clients.aiohttp_client_class`), ``timeout``
+and ``max_retries=0``. Calls go through the SDK's generic ``client.post("/chat/completions",
+...)``, which keeps its authentication, base URL and typed errors but skips the per-call
+transformation of typed parameters and the parsing into typed response objects: together those
+cost more CPU than the rest of a review's handling, and the adapter reads four fields. The
+response is read with small local models of the wire format.
+
 The key is sent by the SDK as ``Authorization: Bearer``. With no key configured (BYOK) the SDK is
 given :data:`~app.gateway.urls.BYOK_PLACEHOLDER` so that it constructs, every call omits
 ``Authorization``, and the guard strips any header still holding the placeholder.
@@ -30,11 +38,12 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
-from typing import Any, Final, cast
+from typing import Any, Final
 
+import httpx2
 import openai
-from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app.gateway.clients import (
     LOG_ID_HEADER,
@@ -107,7 +116,45 @@ def response_format(*, strict: bool) -> ResponseFormatJSONSchema:
     }
 
 
-def usage_of(completion: ChatCompletion) -> Usage:
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    content: str | None = None
+    refusal: str | None = None
+
+
+class _Choice(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    message: _Message
+    finish_reason: str | None = None
+
+
+class _PromptDetails(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    cached_tokens: int | None = None
+    cache_write_tokens: int | None = None
+
+
+class _Usage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    prompt_tokens_details: _PromptDetails | None = None
+
+
+class _Completion(BaseModel):
+    """The part of a Chat Completions response the review reads."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    choices: list[_Choice] = []
+    usage: _Usage | None = None
+
+
+def usage_of(completion: _Completion) -> Usage:
     usage = completion.usage
     if usage is None:
         return Usage()
@@ -135,38 +182,35 @@ class OpenAIReviewer(StructuredReviewer):
             timeout=self._timeout,
             max_retries=0,
         )
-        # The SDK builds its resources (and imports their modules) on first use: now, at
-        # start, rather than inside the first review.
-        self._create = self._client.chat.completions.with_raw_response.create
         self._response_format = response_format(strict=strict)
 
     async def aclose(self) -> None:
         await self._client.close()
         await self._http.aclose()
 
+    def _body(self, request: TurnRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": [{"role": "system", "content": request.system}, *request.messages],
+            "max_completion_tokens": request.max_tokens,
+        }
+        if not request.free_text:
+            body["response_format"] = self._response_format
+        if self._temperature is not None and accepts_temperature(request.model):
+            body["temperature"] = self._temperature
+        return body
+
     async def _request(self, request: TurnRequest) -> Turn:
-        model, free_text = request.model, request.free_text
-        conversation = cast(
-            "list[ChatCompletionMessageParam]",
-            [{"role": "system", "content": request.system}, *request.messages],
-        )
         headers: dict[str, str | openai.Omit] = {METADATA_HEADER: request.metadata.header_value()}
         if self._byok:
             headers["Authorization"] = openai.omit
-        temperature: float | openai.Omit = openai.omit
-        if self._temperature is not None and accepts_temperature(model):
-            temperature = self._temperature
         try:
-            raw = await self._create(
-                model=model,
-                messages=conversation,
-                max_completion_tokens=request.max_tokens,
-                response_format=openai.omit if free_text else self._response_format,
-                temperature=temperature,
-                extra_headers=headers,
+            response = await self._client.post(
+                "/chat/completions",
+                cast_to=httpx2.Response,
+                body=self._body(request),
+                options={"headers": headers},
             )
-            log_id = raw.headers.get(LOG_ID_HEADER)
-            completion = raw.parse()
         except openai.APIStatusError as exc:
             raise classify_http_error(
                 exc.status_code, exc.response.headers, exc.body, secrets=self._secrets
@@ -177,14 +221,19 @@ class OpenAIReviewer(StructuredReviewer):
             raise CallFailure(
                 "connection error", True, detail=connection_detail(exc, self._secrets)
             ) from None
-        except (openai.APIError, ValueError):
-            raise CallFailure("invalid response", False, log_id=None) from None
-        if not isinstance(completion, ChatCompletion) or not completion.choices:
-            raise CallFailure("invalid response", False, log_id=log_id)
-        return self._turn(completion, log_id, free_text=free_text)
+        log_id = response.headers.get(LOG_ID_HEADER)
+        try:
+            completion = _Completion.model_validate_json(response.content)
+        except ValidationError:
+            raise CallFailure(
+                "invalid response", False, response.status_code, log_id=log_id
+            ) from None
+        if not completion.choices:
+            raise CallFailure("invalid response", False, response.status_code, log_id=log_id)
+        return self._turn(completion, log_id, free_text=request.free_text)
 
     def _turn(
-        self, completion: ChatCompletion, log_id: str | None, *, free_text: bool = False
+        self, completion: _Completion, log_id: str | None, *, free_text: bool = False
     ) -> Turn:
         usage = usage_of(completion)
         choice = completion.choices[0]

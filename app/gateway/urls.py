@@ -203,17 +203,20 @@ def make_http_client(
     timeout: float,
     follow_redirects: bool = False,
     max_connections: int = 100,
+    client_class: type[httpx2.AsyncClient] = httpx2.AsyncClient,
 ) -> httpx2.AsyncClient:
     """One provider's HTTP client, with :class:`CredentialGuard` on every request.
 
     Redirects are not followed by default (the provider APIs do not redirect, and a redirect is
     more likely a misconfiguration than a feature); the guard would strip credentials on a
     cross-origin hop anyway. TLS verification stays at httpx's default, which is on.
+    ``client_class`` is an ``httpx2.AsyncClient`` or a subclass taking the same arguments, such
+    as a provider SDK's ``DefaultAioHttpClient`` (httpx on an aiohttp transport).
     """
     guard = CredentialGuard(
         gateway_url=gateway_url, gateway_token=gateway_token, endpoint_url=endpoint_url
     )
-    return httpx2.AsyncClient(
+    return client_class(
         timeout=httpx2.Timeout(timeout, connect=min(timeout, 10.0)),
         limits=httpx2.Limits(
             max_connections=max_connections,
