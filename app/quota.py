@@ -55,6 +55,7 @@ recorded with their tokens and no cost.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import logging
@@ -67,8 +68,11 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
+    CompoundSelect,
     and_,
+    bindparam,
     case,
     delete,
     func,
@@ -77,6 +81,7 @@ from sqlalchemy import (
     select,
     text,
     union,
+    union_all,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -925,11 +930,38 @@ async def _sums(
 ) -> tuple[float, float, float]:
     """Spend in the day, the week and the PR: reservations plus unreserved ledger costs.
 
-    A settled reservation holds the sum of its calls' estimated costs; once reconciliation
-    (``app.ledger``) has stored the gateway's own cost for a call, the difference between the
-    two is added in the reservation's window, so budgets count what the gateway recorded.
+    One statement, built once (:func:`_sums_statement`), in one round trip: every review and
+    every model call asks for these sums, often dozens at once.
+    """
+    params: dict[str, Any] = {
+        "repository": repository,
+        "day_start": day.start,
+        "day_end": day.end,
+        "week_start": week.start,
+        "week_end": week.end,
+    }
+    if pr_number is not None:
+        params["pr_number"] = pr_number
+    totals = [0.0, 0.0, 0.0]
+    for row in await conn.execute(_sums_statement(pr_number is not None), params):
+        for index, value in enumerate(row):
+            totals[index] += float(value or 0.0)
+    return totals[0], totals[1], totals[2]
+
+
+@functools.cache
+def _sums_statement(per_pr: bool) -> CompoundSelect[Any]:
+    """The spend sums as a UNION ALL of three sources, a row each: the day's, the week's and
+    (``per_pr``) the PR's sum in its columns.
+
+    - reservations: a settled one counts its calls' estimated costs, an open one its amount;
+    - ledger costs of calls made without a reservation (refused calls are not billed);
+    - once reconciliation (``app.ledger``) has stored the gateway's own cost for a reserved call,
+      the difference between the two, in the reservation's window, so budgets count what the
+      gateway recorded.
     """
     r = reservations
+    repository: BindParameter[str] = bindparam("repository")
     charge = case((r.c.settled.is_(True), func.coalesce(r.c.actual_usd, 0.0)), else_=r.c.amount_usd)
     cost = func.coalesce(ledger.c.gateway_cost_usd, ledger.c.cost_usd)
     billed = ledger.c.outcome != CallOutcome.REFUSED.value
@@ -960,21 +992,19 @@ async def _sums(
             ledger.join(r, ledger.c.reservation_id == r.c.id),
         ),
     )
-    totals = [0.0, 0.0, 0.0]
+    queries = []
     for at, amount, pr_column, base, joined in sources:
         windows: list[ColumnElement[bool]] = [
-            and_(at >= day.start, at < day.end),
-            and_(at >= week.start, at < week.end),
+            and_(at >= bindparam("day_start"), at < bindparam("day_end")),
+            and_(at >= bindparam("week_start"), at < bindparam("week_end")),
         ]
-        if pr_number is not None:
-            windows.append(pr_column == pr_number)
+        if per_pr:
+            windows.append(pr_column == bindparam("pr_number"))
         query = select(*(_sum_if(window, amount) for window in windows)).where(base, or_(*windows))
         if joined is not None:
             query = query.select_from(joined)
-        row = (await conn.execute(query)).one()
-        for index, value in enumerate(row):
-            totals[index] += float(value or 0.0)
-    return totals[0], totals[1], totals[2]
+        queries.append(query)
+    return union_all(*queries)
 
 
 def purpose_of(delivery_id: str | None) -> str:
