@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -11,13 +12,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
-from app.feedback.registry import FeedbackStore, MergeFacts
+from app.feedback.registry import SUMMARY_TTL, FeedbackStore, MergeFacts
 from app.feedback.signals import Effect
 from app.feedback.tightening import Rules
 from app.quota import QuotaLedger
 from app.store import migrate
 from app.store.db import Database
+from app.store.tables import change_effects
 
 REPO = "octo/demo"
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,6 +142,65 @@ async def test_commits_are_found_by_full_or_abbreviated_sha_and_effects_count_on
     assert not await store.add_effect(by_merge.id, Effect.REVERTED, evidence="commit:x", detail="d")
     [record] = await store.records(REPO)
     assert [e.kind for e in record.effects] == [Effect.REVERTED]
+
+
+async def test_the_summary_line_is_read_once_per_burst_and_dropped_by_an_outcome(
+    db: Database,
+) -> None:
+    """Every review shows the line; a burst shares one read of the history, and a merge, a
+    close or an effect recorded in this process is shown by the next review at once."""
+    store = FeedbackStore(db)
+    for number in (1, 2):
+        await _register(store, number)
+        await _merge(store, number, T0)
+    later = T0 + timedelta(days=15)  # both windows have ended: two clean changes
+
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "FROM changes" in statement:
+            statements.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        lines = await asyncio.gather(
+            *(FeedbackStore(db).summary_line(REPO, at=later) for _ in range(5))
+        )
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+    assert len(statements) == 1
+    assert set(lines) == {
+        "Feedback so far in this repository: 0 of 2 settled changes went wrong (0%); "
+        "Brier score 0.003."
+    }
+
+    # Written behind this process's back (as another replica would): seen after the TTL.
+    first = await store.change_for_pr(REPO, 1)
+    assert first is not None
+    async with db.write() as conn:
+        await conn.execute(
+            change_effects.insert().values(
+                change_id=first.id,
+                kind=Effect.REVERTED.value,
+                evidence="commit:elsewhere",
+                detail="d",
+                observed_at=T0 + timedelta(days=1),
+            )
+        )
+    assert await store.summary_line(REPO, at=later + timedelta(seconds=30)) == lines[0]
+    assert (await store.summary_line(REPO, at=later + SUMMARY_TTL)).startswith(
+        "Feedback so far in this repository: 1 of 2 settled changes went wrong"
+    )
+
+    # Recorded through any store of this process: shown at once.
+    second = await store.change_for_pr(REPO, 2)
+    assert second is not None
+    await FeedbackStore(db).add_effect(
+        second.id, Effect.BROKE_CI, evidence="check:ci", detail="d", observed_at=T0
+    )
+    assert (await store.summary_line(REPO, at=later + SUMMARY_TTL)).startswith(
+        "Feedback so far in this repository: 2 of 2 settled changes went wrong"
+    )
 
 
 async def test_spend_per_pull_request_comes_from_the_ledger(db: Database) -> None:

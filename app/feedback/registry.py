@@ -13,7 +13,9 @@ Outcomes and the tightening are not stored: they are computed from these rows an
 
 from __future__ import annotations
 
+import asyncio
 import json
+import weakref
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -23,6 +25,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.feedback.outcomes import ChangeRecord, EffectRecord, settle
+from app.feedback.report import build_report, summary_line
 from app.feedback.signals import Effect, Ranges
 from app.feedback.tightening import DEFAULT_RULES, Rules, Tightening, evaluate
 from app.store.db import Database
@@ -35,6 +38,28 @@ __all__ = ["MIN_SHA_PREFIX", "ChangeRef", "FeedbackStore", "MergeFacts"]
 MIN_SHA_PREFIX: Final = 7
 #: How many would-be automatic merges the tightening reads back at most.
 HISTORY_LIMIT: Final = 2000
+#: How long a repository's feedback summary line is reused before it is read again.
+SUMMARY_TTL: Final = timedelta(seconds=60)
+
+
+@dataclass(slots=True)
+class _Summary:
+    at: datetime
+    line: asyncio.Future[str]
+
+    def __post_init__(self) -> None:
+        # A failed read is read again by the next review; nobody need be left to see it fail.
+        self.line.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    def usable(self, at: datetime) -> bool:
+        if not timedelta(0) <= at - self.at < SUMMARY_TTL:
+            return False
+        return not self.line.done() or (not self.line.cancelled() and not self.line.exception())
+
+
+#: Per database, per repository: the summary line last read (or being read). Shared by every
+#: FeedbackStore on the database, so a write through any of them drops what it changes.
+_summaries: weakref.WeakKeyDictionary[Database, dict[str, _Summary]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +117,16 @@ class FeedbackStore:
         self.db = db
         self.clock = clock
 
+    def _forget_summaries(self, repository: str | None = None) -> None:
+        """Outcomes may have changed (a merge, a close, an effect): read the line again."""
+        cached = _summaries.get(self.db)
+        if cached is None:
+            return
+        if repository is None:
+            cached.clear()
+        else:
+            cached.pop(repository, None)
+
     # ------------------------------------------------------------------ registration
 
     async def register_in(
@@ -137,6 +172,7 @@ class FeedbackStore:
 
     async def record_merge(self, facts: MergeFacts) -> ChangeRef | None:
         """Add the merge to the pull request's change; None when the bot never decided on it."""
+        self._forget_summaries(facts.repository)
         async with self.db.write() as conn:
             row = (
                 await conn.execute(
@@ -178,6 +214,7 @@ class FeedbackStore:
 
     async def record_closed(self, repository: str, pr_number: int) -> None:
         """A pull request closed without merging: its change is not judged (unless affected)."""
+        self._forget_summaries(repository)
         async with self.db.write() as conn:
             await conn.execute(
                 update(changes)
@@ -269,6 +306,7 @@ class FeedbackStore:
         observed_at: datetime | None = None,
     ) -> bool:
         """Record an effect once; False when this evidence was recorded already."""
+        self._forget_summaries()
         async with self.db.write() as conn:
             result = await conn.execute(
                 self.db.insert(change_effects)
@@ -339,6 +377,25 @@ class FeedbackStore:
             for r in rows
         ]
         return sorted(records, key=lambda c: (c.decided_at, c.id))
+
+    async def summary_line(self, repository: str, *, at: datetime) -> str:
+        """The check run's feedback line for ``repository`` (``report.summary_line``).
+
+        Every review shows it, and it reads the repository's whole history: the line is read
+        once and reused for :data:`SUMMARY_TTL`, by every review that asks meanwhile (a burst
+        of reviews shares one read). A merge, a close or an effect recorded through any
+        FeedbackStore of this process drops it at once; another replica's, within the TTL.
+        A new decision does not change it: an open change is not settled.
+        """
+        cached = _summaries.setdefault(self.db, {})
+        entry = cached.get(repository)
+        if entry is None or not entry.usable(at):
+            entry = _Summary(at, asyncio.ensure_future(self._read_summary(repository, at)))
+            cached[repository] = entry
+        return await asyncio.shield(entry.line)
+
+    async def _read_summary(self, repository: str, at: datetime) -> str:
+        return summary_line(build_report(repository, await self.records(repository), at=at))
 
     async def repositories(self) -> list[str]:
         """Every repository with a registered change, by name."""

@@ -26,7 +26,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.config_loader import fetch_text_file
 from app.feedback.registry import FeedbackStore
-from app.feedback.report import build_report, summary_line
 from app.feedback.tightening import Rules
 from app.gateway import AnswerCall, CallMetadata, ReviewCall, Reviewer
 from app.github.writes import create, find_comment, marker
@@ -825,14 +824,13 @@ class ReviewPipeline:
         feedback_line = ""
         if self.feedback is not None:
             # Two reads of the repository's history, side by side rather than one after the other.
-            tightening, history = await asyncio.gather(
+            tightening, feedback_line = await asyncio.gather(
                 self.feedback.tightening(pr.repository, Rules.of(config.feedback)),
-                self.feedback.records(pr.repository),
+                self.feedback.summary_line(pr.repository, at=utcnow()),
             )
             if tightening.active:
                 tightened = True
                 notes.insert(0, tightening.reason)
-            feedback_line = summary_line(build_report(pr.repository, history, at=utcnow()))
         decision_input = DecisionInput(
             tier=risk.tier,
             confidence=consensus.confidence,
