@@ -11,6 +11,12 @@ after start.
 
 Targets (issue 22): 40 PRs within 2x the model latency; the first review after start within
 0.3 s of the model latency.
+
+Each line also prints the CPU the server used during the burst, and this process's (the fakes
+do the same work whatever the server does: on a machine whose speed drifts, the ratio of the
+two compares runs better than either). ``BURST_PROFILE=file`` samples the server with py-spy
+(``BURST_RATE`` per second, 100 by default) into ``file``; ``BURST_THREADS=1`` prints the
+server's CPU per thread; ``PYTHONPATH`` is passed on to the server.
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ from tests.fakes.github import FakeGitHub  # noqa: E402
 from tests.fakes.webhooks import delivery_headers, pull_request_payload  # noqa: E402
 
 SECRET = "bench-secret"
-CPU: dict[int, float] = {}
+CPU: dict[int, float] = {}  # the server's CPU seconds during each burst
+FAKES_CPU: dict[int, float] = {}  # this process's (the fake GitHub's and gateway's)
 REPO = "octo/burst"
 
 
@@ -68,6 +75,7 @@ class Server:
         key.write_text(pem())
         self.env = {
             "PATH": os.environ.get("PATH", ""),
+            **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),
             "GITHUB_APP_ID": "1",
             "GITHUB_PRIVATE_KEY_PATH": str(key),
             "GITHUB_WEBHOOK_SECRET": SECRET,
@@ -155,7 +163,7 @@ async def burst(n: int, latency: float, base: int) -> float:
                             "--pid",
                             str(server.proc.pid),
                             "-r",
-                            "100",
+                            os.environ.get("BURST_RATE", "100"),
                             "-f",
                             "raw",
                         ],
@@ -164,6 +172,7 @@ async def burst(n: int, latency: float, base: int) -> float:
                     )
                     await asyncio.sleep(1.0)
                 cpu_before = server.cpu_seconds()
+                fakes_before = time.process_time()
                 started = time.perf_counter()
                 await asyncio.gather(*(send(b) for b in bodies))
                 while not all(
@@ -173,6 +182,7 @@ async def burst(n: int, latency: float, base: int) -> float:
                     await asyncio.sleep(0.005)
                 elapsed = time.perf_counter() - started
                 CPU[n] = server.cpu_seconds() - cpu_before
+                FAKES_CPU[n] = time.process_time() - fakes_before
                 if os.environ.get("BURST_THREADS") and server.proc is not None:
                     for name, used in thread_cpu(server.proc.pid):
                         print(f"    thread {name} {used:.2f} s")
@@ -195,7 +205,8 @@ async def main() -> None:
         seconds = await burst(n, args.latency, base=1000 * (index + 1))
         print(
             f"  N = {n:>3}: {seconds:6.3f} s = {seconds / args.latency:5.2f} x the model latency"
-            + f"; server CPU {CPU[n]:.2f} s"
+            + f"; CPU: server {CPU[n]:.2f} s, fakes {FAKES_CPU[n]:.2f} s"
+            + f" ({CPU[n] / max(FAKES_CPU[n], 1e-9):.1f}x)"
             + (f" (+{seconds - args.latency:.3f} s)" if n == 1 else "")
         )
 
