@@ -330,8 +330,10 @@ class FeedbackStore:
         since: datetime | None = None,
         where: Any = None,
         limit: int | None = None,
+        with_spend: bool = True,
     ) -> list[ChangeRecord]:
-        """The repository's changes with their effects and spend, oldest decision first."""
+        """The repository's changes with their effects and spend, oldest decision first
+        (``with_spend`` False: spend left at 0, for readers that only judge outcomes)."""
         query = select(changes).where(changes.c.repository == repository)
         if since is not None:
             query = query.where(changes.c.decided_at >= since)
@@ -355,6 +357,7 @@ class FeedbackStore:
                     effects.setdefault(int(e.change_id), []).append(
                         EffectRecord(Effect(e.kind), e.evidence, e.detail, e.observed_at)
                     )
+            if ids and with_spend:
                 numbers = {int(r.pr_number) for r in rows}
                 for pr_number, total in (
                     await conn.execute(
@@ -395,7 +398,8 @@ class FeedbackStore:
         return await asyncio.shield(entry.line)
 
     async def _read_summary(self, repository: str, at: datetime) -> str:
-        return summary_line(build_report(repository, await self.records(repository), at=at))
+        history = await self.records(repository, with_spend=False)
+        return summary_line(build_report(repository, history, at=at))
 
     async def repositories(self) -> list[str]:
         """Every repository with a registered change, by name."""
@@ -432,6 +436,7 @@ class FeedbackStore:
                 or_(changes.c.state == "merged", changes.c.id.in_(_affected())),
             ),
             limit=HISTORY_LIMIT,
+            with_spend=False,
         )
         outcomes: list[tuple[datetime, bool]] = []
         for change in history:
