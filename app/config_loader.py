@@ -3,11 +3,14 @@
 The file is read from the repository's *default branch*, never from a pull request's head: a PR
 must not be able to change the rules that judge it. Defaults come from the same path in the
 owner's ``.github`` repository. Parsed results are cached by the blob SHAs of both files, so a
-config is parsed once per version; the owner's file is re-checked at most every few minutes.
+config is parsed once per version; the owner's file is re-checked at most every few minutes,
+and reviews that need it while it is being fetched wait for that one fetch (a burst of pull
+requests in one organisation asks GitHub for it once).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import time
@@ -66,6 +69,7 @@ class ConfigLoader:
     ) -> None:
         self._parsed: dict[tuple[str, str, str], ConfigResult] = {}
         self._org: dict[str, tuple[float, FetchedFile | None]] = {}
+        self._org_fetching: dict[str, asyncio.Future[FetchedFile | None]] = {}
         self._org_ttl = org_ttl_seconds
         self._clock = clock
 
@@ -93,6 +97,19 @@ class ConfigLoader:
         cached = self._org.get(owner)
         if cached is not None and now - cached[0] < self._org_ttl:
             return cached[1]
-        fetched = await fetch_text_file(gh, f"{owner}/.github", CONFIG_PATH)
-        self._org[owner] = (now, fetched)
-        return fetched
+        fetching = self._org_fetching.get(owner)
+        if fetching is None:
+            # The owner's file is read with the first asker's client: every repository of the
+            # owner is under the same installation.
+            fetching = asyncio.ensure_future(fetch_text_file(gh, f"{owner}/.github", CONFIG_PATH))
+            self._org_fetching[owner] = fetching
+            fetching.add_done_callback(lambda done: self._org_fetched(owner, now, done))
+        return await asyncio.shield(fetching)
+
+    def _org_fetched(
+        self, owner: str, started: float, done: asyncio.Future[FetchedFile | None]
+    ) -> None:
+        if self._org_fetching.get(owner) is done:
+            del self._org_fetching[owner]
+        if not done.cancelled() and done.exception() is None:
+            self._org[owner] = (started, done.result())

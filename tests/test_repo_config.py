@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import gidgethub
 import pydantic
 import pytest
 import yaml
+from gidgethub.aiohttp import GitHubAPI
 
+from app.config_loader import CONFIG_PATH, ConfigLoader
 from app.policy.risk import Tier
 from app.repo_config import (
     MAX_ALIASES,
@@ -28,6 +33,7 @@ from app.repo_config import (
     load_repo_config,
     render_config_json_schema,
 )
+from tests.fakes.github import FakeGitHub
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "app" / "config.schema.json"
 ORG = "octo/.github:.github/aigateway.yml"
@@ -639,3 +645,38 @@ def test_ignore_globs_extend_the_built_in_list_unless_ignore_defaults_is_false()
     }
     assert skipped == {"docs/a.md"}
     assert tuple(ignore_globs(RepoConfig())) == DEFAULT_IGNORE_GLOBS
+
+
+# ---------------------------------------------------------------------------------- fetching
+
+
+async def test_the_owners_defaults_are_fetched_once_for_a_burst_and_again_after_a_failure() -> None:
+    """Reviews of one organisation arriving together wait for one read of its ``.github``
+    defaults; a read that failed is not remembered, so the next review reads again."""
+    async with FakeGitHub.serve() as fake, aiohttp.ClientSession() as session:
+        for repo in ("octo/a", "octo/b", "octo/.github"):
+            fake.add_repo(repo)
+        fake.set_file("octo/.github", CONFIG_PATH, "version: 1\nquota:\n  per_pr_usd: 3\n")
+        gh = GitHubAPI(
+            session, "aigateway-tests", base_url=fake.url, oauth_token=fake.issue_token()
+        )
+
+        def owner_reads() -> int:
+            return sum(r.path.startswith("/repos/octo/.github/contents/") for r in fake.requests)
+
+        failing = ConfigLoader(org_ttl_seconds=0)
+        fake.fail_next("GET", r"^/repos/octo/\.github/contents/", 500)
+        with pytest.raises(gidgethub.GitHubException):
+            await failing.load(gh, "octo/a", "main")
+        assert (await failing.load(gh, "octo/a", "main")).config.quota.per_pr_usd == 3
+        assert owner_reads() == 2
+
+        loader = ConfigLoader()
+        fake.delay("GET", r"^/repos/octo/\.github/contents/", 0.2, times=1)
+        results = await asyncio.gather(
+            *(loader.load(gh, repo, "main") for repo in ("octo/a", "octo/b", "octo/a"))
+        )
+        assert [r.config.quota.per_pr_usd for r in results] == [3, 3, 3]
+        assert owner_reads() == 3
+        await loader.load(gh, "octo/b", "main")  # within the TTL: remembered
+        assert owner_reads() == 3
