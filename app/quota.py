@@ -605,37 +605,29 @@ class QuotaLedger:
         (``ask:``/``api:`` prefixes).
         """
         async with self._db.write() as conn:
-            ledger_id = int(
-                (
-                    await conn.execute(
-                        insert(ledger)
-                        .values(
-                            purpose=purpose or purpose_of(delivery_id),
-                            at=self._clock(),
-                            installation_id=installation_id,
-                            repository=repository,
-                            pr_number=pr_number,
-                            delivery_id=delivery_id,
-                            provider=provider,
-                            model=model,
-                            input_tokens=input_tokens,
-                            output_tokens=output_tokens,
-                            cached_input_tokens=cached_input_tokens,
-                            cost_usd=cost_usd,
-                            log_id=log_id,
-                            outcome=CallOutcome(outcome).value,
-                            reservation_id=reservation_id,
-                        )
-                        .returning(ledger.c.id)
-                    )
-                ).scalar_one()
-            )
+            row = {
+                "purpose": purpose or purpose_of(delivery_id),
+                "at": self._clock(),
+                "installation_id": installation_id,
+                "repository": repository,
+                "pr_number": pr_number,
+                "delivery_id": delivery_id,
+                "provider": provider,
+                "model": model,
+                "input_tokens": input_tokens,
+                "output_tokens": output_tokens,
+                "cached_input_tokens": cached_input_tokens,
+                "cost_usd": cost_usd,
+                "log_id": log_id,
+                "outcome": CallOutcome(outcome).value,
+                "reservation_id": reservation_id,
+            }
+            ledger_id = int((await conn.execute(_INSERT_LEDGER_ROW, row)).scalar_one())
             logs = list(dict.fromkeys([*log_ids, *([log_id] if log_id else [])]))
             if logs:
                 await conn.execute(
-                    self._db.insert(ledger_logs)
-                    .values([{"log_id": log[:200], "ledger_id": ledger_id} for log in logs])
-                    .on_conflict_do_nothing()
+                    self._db.insert(ledger_logs).on_conflict_do_nothing(),
+                    [{"log_id": log[:200], "ledger_id": ledger_id} for log in logs],
                 )
             return ledger_id
 
@@ -1012,6 +1004,10 @@ def purpose_of(delivery_id: str | None) -> str:
     the ``ask`` command's and the service API's calls; anything else is a review."""
     prefix = (delivery_id or "").partition(":")[0]
     return prefix if prefix in {"ask", "api"} and ":" in (delivery_id or "") else "review"
+
+
+#: Built once (values are passed at execution; see ``record_call``).
+_INSERT_LEDGER_ROW = insert(ledger).returning(ledger.c.id)
 
 
 def _sum_if(condition: ColumnElement[bool], amount: ColumnElement[Any]) -> ColumnElement[Any]:

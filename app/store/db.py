@@ -98,6 +98,7 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self._inserts: dict[Table, Insert] = {}
         self._write_lock = _WriteLock() if self.is_sqlite else None
         self.sqlite_path, uri = _sqlite_file(engine) if self.is_sqlite else (None, False)
         self.sqlite_uri = uri
@@ -117,8 +118,16 @@ class Database:
         return self.dialect == "postgresql"
 
     def insert(self, table: Table) -> Insert:
-        """An INSERT with this dialect's ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""
-        return postgresql.insert(table) if self.is_postgres else sqlite.insert(table)
+        """An INSERT with this dialect's ``on_conflict_do_nothing`` / ``on_conflict_do_update``.
+
+        Built once per table: statements are generative (each ``.values()`` or
+        ``.on_conflict_...()`` returns a new one), so the same base is safe to hand out.
+        """
+        statement = self._inserts.get(table)
+        if statement is None:
+            statement = postgresql.insert(table) if self.is_postgres else sqlite.insert(table)
+            self._inserts[table] = statement
+        return statement
 
     @asynccontextmanager
     async def write(self, *, urgent: bool = False) -> AsyncIterator[AsyncConnection]:
