@@ -453,15 +453,14 @@ class QuotaLedger:
             # docstring); the totals below then include this reservation.
             reservation_id = (
                 await conn.execute(
-                    insert(reservations)
-                    .values(
-                        repository=repository,
-                        pr_number=pr_number,
-                        created_at=now,
-                        amount_usd=amount_usd,
-                        settled=False,
-                    )
-                    .returning(reservations.c.id)
+                    _INSERT_RESERVATION,
+                    {
+                        "repository": repository,
+                        "pr_number": pr_number,
+                        "created_at": now,
+                        "amount_usd": amount_usd,
+                        "settled": False,
+                    },
                 )
             ).scalar_one()
             await self._remember_budget(conn, repository, limits, now)
@@ -1008,6 +1007,7 @@ def purpose_of(delivery_id: str | None) -> str:
 
 #: Built once (values are passed at execution; see ``record_call``).
 _INSERT_LEDGER_ROW = insert(ledger).returning(ledger.c.id)
+_INSERT_RESERVATION = insert(reservations).returning(reservations.c.id)
 
 
 def _sum_if(condition: ColumnElement[bool], amount: ColumnElement[Any]) -> ColumnElement[Any]:

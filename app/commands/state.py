@@ -12,13 +12,20 @@ from __future__ import annotations
 
 from typing import Literal
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 
 from app.store.db import Database
 from app.store.tables import command_runs, paused_pulls
 from app.store.types import utcnow
 
 __all__ = ["CommandState"]
+
+
+# Asked before every pull request event is handled: built once.
+_PAUSED = select(paused_pulls.c.pr_number).where(
+    paused_pulls.c.repository == bindparam("repository"),
+    paused_pulls.c.pr_number == bindparam("pr_number"),
+)
 
 
 class CommandState:
@@ -107,11 +114,6 @@ class CommandState:
     async def is_paused(self, repository: str, pr_number: int) -> bool:
         async with self.db.read() as conn:
             found = (
-                await conn.execute(
-                    select(paused_pulls.c.pr_number).where(
-                        paused_pulls.c.repository == repository,
-                        paused_pulls.c.pr_number == pr_number,
-                    )
-                )
+                await conn.execute(_PAUSED, {"repository": repository, "pr_number": pr_number})
             ).first()
         return found is not None

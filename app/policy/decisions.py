@@ -52,6 +52,10 @@ __all__ = [
 CLAIM_SECONDS: Final = 300.0
 
 
+#: Built once; the values are passed at execution (see ``DecisionStore.record_in``).
+_INSERT_DECISION = decisions.insert().returning(decisions.c.id)
+
+
 class ActionTaken(StrEnum):
     """What the acting stage did about a decision (the ``decisions.action_taken`` column)."""
 
@@ -252,25 +256,24 @@ class DecisionStore:
     ) -> int:
         """``record`` inside the caller's transaction (with the review's outcome and its action)."""
         inserted = await conn.execute(
-            decisions.insert()
-            .values(
-                repository=repository,
-                pr_number=pr_number,
-                head_sha=head_sha,
-                tier=fields.tier,
-                confidence=fields.confidence,
-                matrix_decision=fields.matrix_decision,
-                decision=fields.decision,
-                guards=fields.guards,
-                mode=fields.mode,
-                act=fields.act,
-                action_taken=action_taken.value,
-                result=result,
-                check_run_id=check_run_id,
-                actor=actor,
-                created_at=utcnow(),
-            )
-            .returning(decisions.c.id)
+            _INSERT_DECISION,
+            {
+                "repository": repository,
+                "pr_number": pr_number,
+                "head_sha": head_sha,
+                "tier": fields.tier,
+                "confidence": fields.confidence,
+                "matrix_decision": fields.matrix_decision,
+                "decision": fields.decision,
+                "guards": fields.guards,
+                "mode": fields.mode,
+                "act": fields.act,
+                "action_taken": action_taken.value,
+                "result": result,
+                "check_run_id": check_run_id,
+                "actor": actor,
+                "created_at": utcnow(),
+            },
         )
         return int(inserted.scalar_one())
 

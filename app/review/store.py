@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.policy.carry import ReviewFacts
@@ -24,6 +24,22 @@ FAILED = "failed"
 # Built once: a statement's values passed as parameters at execution cost a fraction of
 # building ``.values(...)`` anew each time, and the compiled form is cached by its keys.
 _INSERT_REVIEW = reviews.insert().returning(*reviews.c)
+#: The columns in the parameters are set (``_id`` is the review's id).
+_UPDATE_REVIEW = update(reviews).where(reviews.c.id == bindparam("_id"))
+_NEWEST_FOR_HEAD = (
+    select(reviews)
+    .where(
+        reviews.c.repository == bindparam("repository"),
+        reviews.c.pr_number == bindparam("pr_number"),
+        reviews.c.head_sha == bindparam("head_sha"),
+    )
+    .order_by(reviews.c.id.desc())
+    .limit(1)
+)
+_POSTED_FINGERPRINTS = select(posted_comments.c.fingerprint).where(
+    posted_comments.c.repository == bindparam("repository"),
+    posted_comments.c.pr_number == bindparam("pr_number"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +127,10 @@ class ReviewStore:
         """
         async with self.db.write() as conn:
             existing = (
-                await conn.execute(_newest(repository, pr_number, reviews.c.head_sha == head_sha))
+                await conn.execute(
+                    _NEWEST_FOR_HEAD,
+                    {"repository": repository, "pr_number": pr_number, "head_sha": head_sha},
+                )
             ).first()
             if existing is not None and existing.status in {RUNNING, FAILED}:
                 await conn.execute(
@@ -146,15 +165,11 @@ class ReviewStore:
     async def save_outcomes(self, review_id: int, outcomes: str) -> None:
         """The model answers, kept before anything is published (see ``start``)."""
         async with self.db.write() as conn:
-            await conn.execute(
-                update(reviews).where(reviews.c.id == review_id).values(outcomes=outcomes)
-            )
+            await conn.execute(_UPDATE_REVIEW, {"_id": review_id, "outcomes": outcomes})
 
     async def set_check_run(self, review_id: int, check_run_id: int) -> None:
         async with self.db.write() as conn:
-            await conn.execute(
-                update(reviews).where(reviews.c.id == review_id).values(check_run_id=check_run_id)
-            )
+            await conn.execute(_UPDATE_REVIEW, {"_id": review_id, "check_run_id": check_run_id})
 
     async def finish(
         self,
@@ -173,19 +188,19 @@ class ReviewStore:
         """End the review; ``also`` writes what follows from it in the same transaction."""
         async with self.db.write() as conn:
             await conn.execute(
-                update(reviews)
-                .where(reviews.c.id == review_id)
-                .values(
-                    status=status,
-                    confidence=confidence,
-                    conclusion=conclusion,
-                    input_tokens=input_tokens,
-                    output_tokens=output_tokens,
-                    cost_usd=cost_usd,
-                    summary=summary,
-                    facts=facts.to_json() if facts is not None else None,
-                    finished_at=utcnow(),
-                )
+                _UPDATE_REVIEW,
+                {
+                    "_id": review_id,
+                    "status": status,
+                    "confidence": confidence,
+                    "conclusion": conclusion,
+                    "input_tokens": input_tokens,
+                    "output_tokens": output_tokens,
+                    "cost_usd": cost_usd,
+                    "summary": summary,
+                    "facts": facts.to_json() if facts is not None else None,
+                    "finished_at": utcnow(),
+                },
             )
             if also is not None:
                 await also(conn)
@@ -278,17 +293,17 @@ class ReviewStore:
     ) -> ReviewRow | None:
         async with self.db.read() as conn:
             row = (
-                await conn.execute(_newest(repository, pr_number, reviews.c.head_sha == head_sha))
+                await conn.execute(
+                    _NEWEST_FOR_HEAD,
+                    {"repository": repository, "pr_number": pr_number, "head_sha": head_sha},
+                )
             ).first()
         return _row(row) if row is not None else None
 
     async def posted_fingerprints(self, repository: str, pr_number: int) -> frozenset[str]:
         async with self.db.read() as conn:
             rows = await conn.execute(
-                select(posted_comments.c.fingerprint).where(
-                    posted_comments.c.repository == repository,
-                    posted_comments.c.pr_number == pr_number,
-                )
+                _POSTED_FINGERPRINTS, {"repository": repository, "pr_number": pr_number}
             )
             return frozenset(r[0] for r in rows)
 
