@@ -77,6 +77,13 @@ PURGE_BATCH: Final = 500
 LEASE_SAFETY_MARGIN: Final = 0.2
 
 
+#: A delivery's row, while this holder still holds its lease; the columns in the parameters are
+#: set (``_id`` the delivery, ``_holder`` the lease holder). Built once: every delivery ends here.
+_UPDATE_LEASED = update(deliveries).where(
+    deliveries.c.id == bindparam("_id"), deliveries.c.leased_by == bindparam("_holder")
+)
+
+
 def pr_lock_key(pr_key: str) -> int:
     """A stable signed 32-bit hash of a PR key (Python's ``hash`` differs per process). Two PRs
     that collide only ever make one claim pass over the other's PR for a moment."""
@@ -359,19 +366,19 @@ class DeliveryQueue:
     async def _finish(
         self, delivery_id: str, worker_id: str, *, status: str, error: str | None
     ) -> None:
-        stmt = (
-            update(deliveries)
-            .where(deliveries.c.id == delivery_id, deliveries.c.leased_by == worker_id)
-            .values(
-                status=status,
-                finished_at=utcnow(),
-                lease_expires_at=None,
-                leased_by=None,
-                last_error=error,
-            )
-        )
         async with self.db.write() as conn:
-            await conn.execute(stmt)
+            await conn.execute(
+                _UPDATE_LEASED,
+                {
+                    "_id": delivery_id,
+                    "_holder": worker_id,
+                    "status": status,
+                    "finished_at": utcnow(),
+                    "lease_expires_at": None,
+                    "leased_by": None,
+                    "last_error": error,
+                },
+            )
 
     async def retry_at(self, delivery_id: str, worker_id: str, at: datetime, error: str) -> None:
         stmt = (

@@ -507,9 +507,13 @@ class QuotaLedger:
             )
         async with self._db.write() as conn:
             result = await conn.execute(
-                update(reservations)
-                .where(reservations.c.id == reservation_id, reservations.c.settled.is_(False))
-                .values(settled=True, settled_at=self._clock(), actual_usd=actual_usd)
+                _SETTLE_RESERVATION,
+                {
+                    "_id": reservation_id,
+                    "settled": True,
+                    "settled_at": self._clock(),
+                    "actual_usd": actual_usd,
+                },
             )
             return bool(result.rowcount)
 
@@ -1008,6 +1012,9 @@ def purpose_of(delivery_id: str | None) -> str:
 #: Built once (values are passed at execution; see ``record_call``).
 _INSERT_LEDGER_ROW = insert(ledger).returning(ledger.c.id)
 _INSERT_RESERVATION = insert(reservations).returning(reservations.c.id)
+_SETTLE_RESERVATION = update(reservations).where(
+    reservations.c.id == bindparam("_id"), reservations.c.settled.is_(False)
+)
 
 
 def _sum_if(condition: ColumnElement[bool], amount: ColumnElement[Any]) -> ColumnElement[Any]:

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
-from sqlalchemy import and_, or_, select, true, update
+from sqlalchemy import and_, bindparam, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.db import Database
@@ -42,6 +42,18 @@ __all__ = [
 ACTION_MAX_ATTEMPTS: Final = 5
 #: How long a sender may hold a claimed action before another may take it over.
 CLAIM_SECONDS: Final = 300.0
+
+
+# Read after every decision: built once.
+_FOR_HEAD = (
+    select(actions)
+    .where(
+        actions.c.repository == bindparam("repository"),
+        actions.c.pr_number == bindparam("pr_number"),
+        actions.c.head_sha == bindparam("head_sha"),
+    )
+    .order_by(actions.c.id)
+)
 
 
 class ActionKind(StrEnum):
@@ -166,13 +178,7 @@ class Outbox:
     async def for_head(self, repository: str, pr_number: int, head_sha: str) -> list[OutboxAction]:
         async with self.db.read() as conn:
             rows = await conn.execute(
-                select(actions)
-                .where(
-                    actions.c.repository == repository,
-                    actions.c.pr_number == pr_number,
-                    actions.c.head_sha == head_sha,
-                )
-                .order_by(actions.c.id)
+                _FOR_HEAD, {"repository": repository, "pr_number": pr_number, "head_sha": head_sha}
             )
             return [_action(r) for r in rows]
 
