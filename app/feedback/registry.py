@@ -14,6 +14,7 @@ Outcomes and the tightening are not stored: they are computed from these rows an
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import weakref
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -21,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.feedback.outcomes import ChangeRecord, EffectRecord, settle
@@ -430,13 +431,7 @@ class FeedbackStore:
         """Whether the repository's autonomy is stepped down now, from its history."""
         now = now or self.clock()
         history = await self.records(
-            repository,
-            where=and_(
-                changes.c.untightened_decision == "auto_merge",
-                or_(changes.c.state == "merged", changes.c.id.in_(_affected())),
-            ),
-            limit=HISTORY_LIMIT,
-            with_spend=False,
+            repository, where=_would_be_merges(), limit=HISTORY_LIMIT, with_spend=False
         )
         outcomes: list[tuple[datetime, bool]] = []
         for change in history:
@@ -444,14 +439,7 @@ class FeedbackStore:
             if settled.outcome.settled and settled.since is not None and settled.since <= now:
                 outcomes.append((settled.since, settled.outcome.bad))
         async with self.db.read() as conn:
-            resets = (
-                await conn.execute(
-                    select(autonomy_resets.c.reset_at).where(
-                        autonomy_resets.c.repository == repository,
-                        autonomy_resets.c.reset_at <= now,
-                    )
-                )
-            ).scalars()
+            resets = (await conn.execute(_RESETS, {"repository": repository, "now": now})).scalars()
             reset_times: Sequence[datetime] = list(resets)
         return evaluate(outcomes, reset_times, rules)
 
@@ -467,6 +455,22 @@ class FeedbackStore:
 
 def _affected() -> Any:
     return select(change_effects.c.change_id)
+
+
+@functools.cache
+def _would_be_merges() -> Any:
+    """Changes the bot would have merged by itself, merged or with an effect: what the
+    tightening judges. Built once: every review asks."""
+    return and_(
+        changes.c.untightened_decision == "auto_merge",
+        or_(changes.c.state == "merged", changes.c.id.in_(_affected())),
+    )
+
+
+_RESETS = select(autonomy_resets.c.reset_at).where(
+    autonomy_resets.c.repository == bindparam("repository"),
+    autonomy_resets.c.reset_at <= bindparam("now"),
+)
 
 
 def _change(r: Any) -> ChangeRecord:
