@@ -14,10 +14,11 @@ Outcomes and the tightening are not stored: they are computed from these rows an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import weakref
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -118,15 +119,19 @@ class FeedbackStore:
         self.db = db
         self.clock = clock
 
-    def _forget_summaries(self, repository: str | None = None) -> None:
-        """Outcomes may have changed (a merge, a close, an effect): read the line again."""
-        cached = _summaries.get(self.db)
-        if cached is None:
-            return
-        if repository is None:
-            cached.clear()
-        else:
-            cached.pop(repository, None)
+    @contextlib.asynccontextmanager
+    async def _changing_outcomes(self, repository: str | None = None) -> AsyncIterator[None]:
+        """Around a write that may change outcomes (a merge, a close, an effect): once it has
+        committed (or failed), the summary lines it may change are read again, including one
+        whose read began meanwhile."""
+        try:
+            yield
+        finally:
+            cached = _summaries.get(self.db, {})
+            if repository is None:
+                cached.clear()
+            else:
+                cached.pop(repository, None)
 
     # ------------------------------------------------------------------ registration
 
@@ -173,8 +178,7 @@ class FeedbackStore:
 
     async def record_merge(self, facts: MergeFacts) -> ChangeRef | None:
         """Add the merge to the pull request's change; None when the bot never decided on it."""
-        self._forget_summaries(facts.repository)
-        async with self.db.write() as conn:
+        async with self._changing_outcomes(facts.repository), self.db.write() as conn:
             row = (
                 await conn.execute(
                     select(changes).where(
@@ -215,8 +219,7 @@ class FeedbackStore:
 
     async def record_closed(self, repository: str, pr_number: int) -> None:
         """A pull request closed without merging: its change is not judged (unless affected)."""
-        self._forget_summaries(repository)
-        async with self.db.write() as conn:
+        async with self._changing_outcomes(repository), self.db.write() as conn:
             await conn.execute(
                 update(changes)
                 .where(
@@ -307,8 +310,7 @@ class FeedbackStore:
         observed_at: datetime | None = None,
     ) -> bool:
         """Record an effect once; False when this evidence was recorded already."""
-        self._forget_summaries()
-        async with self.db.write() as conn:
+        async with self._changing_outcomes(), self.db.write() as conn:
             result = await conn.execute(
                 self.db.insert(change_effects)
                 .values(
