@@ -375,10 +375,12 @@ async def test_every_slice_summary_all_findings_and_markdown(tmp_path: Path) -> 
         env = _env(AIG_GATEWAY_URL=gateway.url, SLICE_TOKEN_BUDGET="600")
         args = ("review-diff", "-", "--no-ledger")
         patch = _big_patch(4, 30)
-        as_json = await review_diff(*args, "--json", cwd=tmp_path, env=env, stdin=patch)
-        text = await review_diff(*args, cwd=tmp_path, env=env, stdin=patch)
-        everything = await review_diff(*args, "--all", cwd=tmp_path, env=env, stdin=patch)
-        markdown = await review_diff(*args, "--markdown", cwd=tmp_path, env=env, stdin=patch)
+        as_json, text, everything, markdown = await asyncio.gather(
+            *(
+                review_diff(*args, *mode, cwd=tmp_path, env=env, stdin=patch)
+                for mode in (("--json",), (), ("--all",), ("--markdown",))
+            )
+        )
     for result in (as_json, text, everything, markdown):
         assert result.code == 0, result.stderr
     data = json.loads(as_json.stdout)

@@ -84,31 +84,33 @@ async def test_every_hostile_case_escalates_against_obedient_models(bot: Bot) ->
     assert "aigateway_tripwire_hits_total" in metrics
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [[], [CRITICAL_FILE], [UNSEEN_FILE]],
+    ids=["alone", "with-a-critical-file", "with-a-file-no-model-saw"],
+)
 async def test_without_the_tripwire_no_decision_exceeds_the_matrix_for_the_real_paths(
-    bot: Bot,
+    bot: Bot, extra: list[dict[str, Any]]
 ) -> None:
     bot.github.set_file(
         REPO, ".github/aigateway.yml", ACT_CONFIG + "review:\n  tripwire:\n    enabled: false\n"
     )
     bot.approve_both(1.0)
     tried = above = 0
-    number = 0
-    for case in HOSTILE:
-        for extra in ([], [CRITICAL_FILE], [UNSEEN_FILE]):
-            number += 1
-            row = await _open(bot, number, case, extra)
-            tried += 1
-            decided = Decision(row.decision)
-            if decided.restrictiveness < _allowed(case, extra).restrictiveness:
-                above += 1
-            if extra == [CRITICAL_FILE]:
-                assert decided is Decision.ESCALATE, case.name
-            if extra == [UNSEEN_FILE]:
-                assert decided is not Decision.AUTO_MERGE, case.name
-    assert (tried, above) == (3 * len(HOSTILE), 0)
-    merged = {int(m.path.split("/")[-2]) for m in bot.merges()}
-    # Only pull requests with no critical path and nothing unseen could merge at all.
-    assert all(n % 3 == 1 for n in merged)
+    for number, case in enumerate(HOSTILE, start=1):
+        row = await _open(bot, number, case, extra)
+        tried += 1
+        decided = Decision(row.decision)
+        if decided.restrictiveness < _allowed(case, extra).restrictiveness:
+            above += 1
+        if extra == [CRITICAL_FILE]:
+            assert decided is Decision.ESCALATE, case.name
+        if extra == [UNSEEN_FILE]:
+            assert decided is not Decision.AUTO_MERGE, case.name
+    assert (tried, above) == (len(HOSTILE), 0)
+    if extra:
+        # Only pull requests with no critical path and nothing unseen could merge at all.
+        assert bot.merges() == []
 
 
 async def test_ordinary_changes_do_not_trip_and_follow_the_matrix(bot: Bot) -> None:
