@@ -12,20 +12,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import delete, select, update
 
 from app.store.db import Database
-from app.store.tables import command_runs, paused_pulls
+from app.store.tables import command_runs, of_pull, paused_pulls
 from app.store.types import utcnow
 
 __all__ = ["CommandState"]
 
 
 # Asked before every pull request event is handled: built once.
-_PAUSED = select(paused_pulls.c.pr_number).where(
-    paused_pulls.c.repository == bindparam("repository"),
-    paused_pulls.c.pr_number == bindparam("pr_number"),
-)
+_PAUSED = select(paused_pulls.c.pr_number).where(of_pull(paused_pulls))
 
 
 class CommandState:

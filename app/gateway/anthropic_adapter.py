@@ -36,7 +36,7 @@ from typing import Any, Final
 import anthropic
 import anthropic.resources.messages.messages as _sdk_messages
 import httpx2
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from app.gateway.clients import (
     METADATA_HEADER,
@@ -45,6 +45,7 @@ from app.gateway.clients import (
     StructuredReviewer,
     Turn,
     TurnRequest,
+    WireModel,
     classify_http_error,
     connection_detail,
 )
@@ -77,9 +78,7 @@ def accepts_temperature(model: str) -> bool:
     return version <= (4, 6)
 
 
-class _Block(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class _Block(WireModel):
     type: str
     id: str | None = None
     name: str | None = None
@@ -87,18 +86,14 @@ class _Block(BaseModel):
     text: str | None = None
 
 
-class _Usage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class _Usage(WireModel):
     input_tokens: int = 0
     output_tokens: int = 0
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
 
 
-class _Message(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class _Message(WireModel):
     type: str = "message"
     content: list[_Block] = []
     stop_reason: str | None = None

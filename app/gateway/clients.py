@@ -39,7 +39,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Final, Protocol
 
 import httpx2
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from app.gateway.pricing import PRICES, ModelPrice, Usage, compute_cost
 from app.gateway.throttle import Clock, ProviderGate, Sleep
@@ -457,6 +457,13 @@ class _Tally:
             "status": failure.status if failure else None,
             "detail": failure.detail if failure else None,
         }
+
+
+class WireModel(BaseModel):
+    """A provider's response as an adapter reads it: the fields it uses, everything else ignored
+    (providers add fields without notice)."""
+
+    model_config = ConfigDict(extra="ignore")
 
 
 def aiohttp_client_class() -> type[httpx2.AsyncClient]:

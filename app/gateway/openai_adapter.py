@@ -43,7 +43,7 @@ from typing import Any, Final
 import httpx2
 import openai
 from openai.types.shared_params import ResponseFormatJSONSchema
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from app.gateway.clients import (
     LOG_ID_HEADER,
@@ -52,6 +52,7 @@ from app.gateway.clients import (
     StructuredReviewer,
     Turn,
     TurnRequest,
+    WireModel,
     classify_http_error,
     connection_detail,
 )
@@ -116,39 +117,29 @@ def response_format(*, strict: bool) -> ResponseFormatJSONSchema:
     }
 
 
-class _Message(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class _Message(WireModel):
     content: str | None = None
     refusal: str | None = None
 
 
-class _Choice(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class _Choice(WireModel):
     message: _Message
     finish_reason: str | None = None
 
 
-class _PromptDetails(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class _PromptDetails(WireModel):
     cached_tokens: int | None = None
     cache_write_tokens: int | None = None
 
 
-class _Usage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class _Usage(WireModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     prompt_tokens_details: _PromptDetails | None = None
 
 
-class _Completion(BaseModel):
+class _Completion(WireModel):
     """The part of a Chat Completions response the review reads."""
-
-    model_config = ConfigDict(extra="ignore")
 
     choices: list[_Choice] = []
     usage: _Usage | None = None

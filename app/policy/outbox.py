@@ -22,11 +22,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
-from sqlalchemy import and_, bindparam, or_, select, true, update
+from sqlalchemy import and_, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.db import Database
-from app.store.tables import actions
+from app.store.tables import actions, of_pull
 from app.store.types import utcnow
 
 __all__ = [
@@ -45,15 +45,7 @@ CLAIM_SECONDS: Final = 300.0
 
 
 # Read after every decision: built once.
-_FOR_HEAD = (
-    select(actions)
-    .where(
-        actions.c.repository == bindparam("repository"),
-        actions.c.pr_number == bindparam("pr_number"),
-        actions.c.head_sha == bindparam("head_sha"),
-    )
-    .order_by(actions.c.id)
-)
+_FOR_HEAD = select(actions).where(of_pull(actions, head=True)).order_by(actions.c.id)
 
 
 class ActionKind(StrEnum):

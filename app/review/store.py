@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.policy.carry import ReviewFacts
 from app.store.db import Database
-from app.store.tables import posted_comments, reviews
+from app.store.tables import of_pull, posted_comments, reviews
 from app.store.types import utcnow
 
 RUNNING = "running"
@@ -27,19 +27,9 @@ _INSERT_REVIEW = reviews.insert().returning(*reviews.c)
 #: The columns in the parameters are set (``_id`` is the review's id).
 _UPDATE_REVIEW = update(reviews).where(reviews.c.id == bindparam("_id"))
 _NEWEST_FOR_HEAD = (
-    select(reviews)
-    .where(
-        reviews.c.repository == bindparam("repository"),
-        reviews.c.pr_number == bindparam("pr_number"),
-        reviews.c.head_sha == bindparam("head_sha"),
-    )
-    .order_by(reviews.c.id.desc())
-    .limit(1)
+    select(reviews).where(of_pull(reviews, head=True)).order_by(reviews.c.id.desc()).limit(1)
 )
-_POSTED_FINGERPRINTS = select(posted_comments.c.fingerprint).where(
-    posted_comments.c.repository == bindparam("repository"),
-    posted_comments.c.pr_number == bindparam("pr_number"),
-)
+_POSTED_FINGERPRINTS = select(posted_comments.c.fingerprint).where(of_pull(posted_comments))
 
 
 @dataclass(frozen=True, slots=True)

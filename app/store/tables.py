@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    ColumnElement,
     Float,
     Index,
     Integer,
@@ -18,6 +19,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
+    bindparam,
 )
 
 from app.store.types import UTCDateTime
@@ -496,3 +499,15 @@ api_jobs = Table(
     Column("error", Text, nullable=True),
 )
 Index("ix_api_jobs_status", api_jobs.c.status, api_jobs.c.heartbeat_at)
+
+
+def of_pull(table: Table, *, head: bool = False) -> ColumnElement[bool]:
+    """Rows of one pull request (and, with ``head``, one head of it), the values bound at
+    execution as ``repository``, ``pr_number`` and ``head_sha``: for statements built once."""
+    conditions = [
+        table.c.repository == bindparam("repository"),
+        table.c.pr_number == bindparam("pr_number"),
+    ]
+    if head:
+        conditions.append(table.c.head_sha == bindparam("head_sha"))
+    return and_(*conditions)
