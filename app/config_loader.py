@@ -6,6 +6,11 @@ owner's ``.github`` repository. Parsed results are cached by the blob SHAs of bo
 config is parsed once per version; the owner's file is re-checked at most every few minutes,
 and reviews that need it while it is being fetched wait for that one fetch (a burst of pull
 requests in one organisation asks GitHub for it once).
+
+The repository's own file is read afresh for every review (an admin's change applies to the next
+review), except that reviews asking while a read of it is in flight share that read: a burst of
+pull requests in one repository reads it once, and none of them gets an answer older than a read
+that was still under way when it asked.
 """
 
 from __future__ import annotations
@@ -70,11 +75,12 @@ class ConfigLoader:
         self._parsed: dict[tuple[str, str, str], ConfigResult] = {}
         self._org: dict[str, tuple[float, FetchedFile | None]] = {}
         self._org_fetching: dict[str, asyncio.Future[FetchedFile | None]] = {}
+        self._own_fetching: dict[tuple[str, str], asyncio.Future[FetchedFile | None]] = {}
         self._org_ttl = org_ttl_seconds
         self._clock = clock
 
     async def load(self, gh: GitHubAPI, repository: str, default_branch: str) -> ConfigResult:
-        own = await fetch_text_file(gh, repository, CONFIG_PATH, ref=default_branch)
+        own = await self._own_file(gh, repository, default_branch)
         owner, _, name = repository.partition("/")
         org = None if name == ".github" else await self._org_file(gh, owner)
         key = (repository, own.sha if own else "", org.sha if org else "")
@@ -91,6 +97,23 @@ class ConfigLoader:
             self._parsed.clear()
         self._parsed[key] = result
         return result
+
+    async def _own_file(self, gh: GitHubAPI, repository: str, branch: str) -> FetchedFile | None:
+        key = (repository, branch)
+        fetching = self._own_fetching.get(key)
+        if fetching is None:
+            fetching = asyncio.ensure_future(
+                fetch_text_file(gh, repository, CONFIG_PATH, ref=branch)
+            )
+            self._own_fetching[key] = fetching
+            fetching.add_done_callback(lambda done: self._own_fetched(key, done))
+        return await asyncio.shield(fetching)
+
+    def _own_fetched(self, key: tuple[str, str], done: asyncio.Future[FetchedFile | None]) -> None:
+        if self._own_fetching.get(key) is done:
+            del self._own_fetching[key]
+        if not done.cancelled():
+            done.exception()  # retrieved: every asker has its own copy of the outcome
 
     async def _org_file(self, gh: GitHubAPI, owner: str) -> FetchedFile | None:
         now = self._clock()

@@ -680,3 +680,35 @@ async def test_the_owners_defaults_are_fetched_once_for_a_burst_and_again_after_
         assert owner_reads() == 3
         await loader.load(gh, "octo/b", "main")  # within the TTL: remembered
         assert owner_reads() == 3
+
+
+async def test_reviews_asking_together_share_one_read_of_the_repositorys_file() -> None:
+    """A burst of pull requests in one repository reads its config once; a review asking after
+    that read finished reads again, so an admin's change applies to the next review."""
+    async with FakeGitHub.serve() as fake, aiohttp.ClientSession() as session:
+        fake.add_repo("octo/a")
+        fake.set_file("octo/a", CONFIG_PATH, "version: 1\nquota:\n  per_pr_usd: 3\n")
+        gh = GitHubAPI(
+            session, "aigateway-tests", base_url=fake.url, oauth_token=fake.issue_token()
+        )
+
+        def own_reads() -> int:
+            return sum(r.path.startswith("/repos/octo/a/contents/") for r in fake.requests)
+
+        loader = ConfigLoader()
+        fake.delay("GET", r"^/repos/octo/a/contents/", 0.2, times=1)
+        results = await asyncio.gather(*(loader.load(gh, "octo/a", "main") for _ in range(5)))
+        assert [r.config.quota.per_pr_usd for r in results] == [3] * 5
+        assert own_reads() == 1
+
+        fake.set_file("octo/a", CONFIG_PATH, "version: 1\nquota:\n  per_pr_usd: 1\n")
+        assert (await loader.load(gh, "octo/a", "main")).config.quota.per_pr_usd == 1
+        assert own_reads() == 2
+
+        fake.fail_next("GET", r"^/repos/octo/a/contents/", 500)
+        failed = await asyncio.gather(
+            *(loader.load(gh, "octo/a", "main") for _ in range(2)), return_exceptions=True
+        )
+        assert all(isinstance(r, gidgethub.GitHubException) for r in failed)
+        assert (await loader.load(gh, "octo/a", "main")).config.quota.per_pr_usd == 1
+        assert own_reads() == 4
