@@ -16,14 +16,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from app.intake.sqlite_writer import configure_sqlite_connection
+from app.store import sqlite_driver
 
 
 def create_engine(database_url: str) -> AsyncEngine:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
+        # Each statement one trip to aiosqlite's thread (app.store.sqlite_driver).
+        driver = {"module": sqlite_driver.dbapi()} if url.get_driver_name() == "aiosqlite" else {}
         engine = create_async_engine(
             url,
             connect_args={"timeout": 30},
+            **driver,
             # One file, one writer: a small pool avoids lock contention between connections.
             pool_size=4,
             max_overflow=0,
