@@ -629,7 +629,7 @@ class QuotaLedger:
             logs = list(dict.fromkeys([*log_ids, *([log_id] if log_id else [])]))
             if logs:
                 await conn.execute(
-                    self._db.insert(ledger_logs).on_conflict_do_nothing(),
+                    self._db.statement("ledger_logs.insert", _insert_log),
                     [{"log_id": log[:200], "ledger_id": ledger_id} for log in logs],
                 )
             return ledger_id
@@ -872,16 +872,13 @@ class QuotaLedger:
         self, conn: AsyncConnection, repository: str, limits: _Limits, now: datetime
     ) -> None:
         values = {
+            "repository": repository,
             "daily_usd": limits.daily,
             "weekly_usd": limits.weekly,
             "per_pr_usd": limits.per_pr,
             "updated_at": now,
         }
-        await conn.execute(
-            self._db.insert(quota_budgets)
-            .values(repository=repository, **values)
-            .on_conflict_do_update(index_elements=[quota_budgets.c.repository], set_=values)
-        )
+        await conn.execute(self._db.statement("quota_budgets.upsert", _upsert_budget), values)
 
     async def _last_budget(self, conn: AsyncConnection, repository: str) -> _Limits:
         row = (
@@ -1011,6 +1008,23 @@ def purpose_of(delivery_id: str | None) -> str:
 
 #: Built once (values are passed at execution; see ``record_call``).
 _INSERT_LEDGER_ROW = insert(ledger).returning(ledger.c.id)
+
+
+def _insert_log(db: Database) -> Any:
+    return db.insert(ledger_logs).on_conflict_do_nothing()
+
+
+def _upsert_budget(db: Database) -> Any:
+    stmt = db.insert(quota_budgets)
+    return stmt.on_conflict_do_update(
+        index_elements=[quota_budgets.c.repository],
+        set_={
+            name: stmt.excluded[name]
+            for name in ("daily_usd", "weekly_usd", "per_pr_usd", "updated_at")
+        },
+    )
+
+
 _INSERT_RESERVATION = insert(reservations).returning(reservations.c.id)
 _SETTLE_RESERVATION = update(reservations).where(
     reservations.c.id == bindparam("_id"), reservations.c.settled.is_(False)

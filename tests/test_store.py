@@ -27,3 +27,22 @@ async def test_migrations_match_the_table_definitions(db_url: str) -> None:
         assert differences == []
     finally:
         await db.dispose()
+
+
+async def test_a_named_statement_is_built_once_per_database(db_url: str) -> None:
+    """Stores keep dialect-dependent statements (upserts) through ``Database.statement``."""
+    db = Database.from_url(db_url)
+    built: list[str] = []
+
+    def build(database: Database) -> str:
+        built.append(database.dialect)
+        return f"statement for {database.dialect}"
+
+    try:
+        first = db.statement("example", build)
+        assert db.statement("example", build) is first
+        assert built == [db.dialect]
+        assert Database.from_url(db_url).statement("example", build) == first
+        assert built == [db.dialect, db.dialect]  # another database builds its own
+    finally:
+        await db.dispose()

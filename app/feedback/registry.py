@@ -167,14 +167,7 @@ class FeedbackStore:
             "decided_at": self.clock(),
             "state": "open",
         }
-        stmt = self.db.insert(changes).values(**values)
-        await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[changes.c.repository, changes.c.pr_number],
-                set_={k: stmt.excluded[k] for k in values if k not in {"repository", "pr_number"}},
-                where=changes.c.state != "merged",
-            )
-        )
+        await conn.execute(self.db.statement("changes.register", _register_change), values)
 
     async def record_merge(self, facts: MergeFacts) -> ChangeRef | None:
         """Add the merge to the pull request's change; None when the bot never decided on it."""
@@ -453,6 +446,30 @@ class FeedbackStore:
                     repository=repository, reset_by=by, reset_at=self.clock()
                 )
             )
+
+
+def _register_change(db: Database) -> Any:
+    """The upsert of a pull request's change (values as parameters): a merged change keeps the
+    decision it was merged under."""
+    stmt = db.insert(changes)
+    return stmt.on_conflict_do_update(
+        index_elements=[changes.c.repository, changes.c.pr_number],
+        set_={
+            name: stmt.excluded[name]
+            for name in (
+                "decision_id",
+                "head_sha",
+                "tier",
+                "confidence",
+                "decision",
+                "untightened_decision",
+                "acted",
+                "decided_at",
+                "state",
+            )
+        },
+        where=changes.c.state != "merged",
+    )
 
 
 def _affected() -> Any:

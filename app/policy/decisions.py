@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.policy.autonomy import AutonomyDecision
@@ -184,6 +184,9 @@ def _intent(row: Any) -> MergeIntent:
     )
 
 
+_DECISION_BY_ID = select(decisions).where(decisions.c.id == bindparam("id"))
+
+
 def _decision(row: Any) -> DecisionRow:
     return DecisionRow(
         id=row.id,
@@ -288,9 +291,7 @@ class DecisionStore:
 
     async def get(self, decision_id: int) -> DecisionRow | None:
         async with self.db.read() as conn:
-            row = (
-                await conn.execute(select(decisions).where(decisions.c.id == decision_id))
-            ).first()
+            row = (await conn.execute(_DECISION_BY_ID, {"id": decision_id})).first()
         return _decision(row) if row is not None else None
 
     async def settle_pending_decision(

@@ -312,6 +312,10 @@ class ReviewStore:
         ]
         if not values:
             return
-        stmt = self.db.insert(posted_comments).on_conflict_do_nothing()
+        stmt = self.db.statement("posted_comments.insert", _insert_posted)
         async with self.db.write() as conn:
             await conn.execute(stmt, values)
+
+
+def _insert_posted(db: Database) -> Any:
+    return db.insert(posted_comments).on_conflict_do_nothing()

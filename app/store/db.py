@@ -21,7 +21,7 @@ import sqlite3
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, nullcontext
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
@@ -99,6 +99,7 @@ class Database:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._inserts: dict[Table, Insert] = {}
+        self._statements: dict[str, Any] = {}
         self._write_lock = _WriteLock() if self.is_sqlite else None
         self.sqlite_path, uri = _sqlite_file(engine) if self.is_sqlite else (None, False)
         self.sqlite_uri = uri
@@ -128,6 +129,18 @@ class Database:
             statement = postgresql.insert(table) if self.is_postgres else sqlite.insert(table)
             self._inserts[table] = statement
         return statement
+
+    def statement(self, name: str, build: Callable[[Database], T]) -> T:
+        """The statement ``build`` makes for this database, built once and kept under ``name``.
+
+        For statements whose SQL depends on the dialect (upserts): building one (its
+        ``excluded`` alias, its ``ON CONFLICT`` clause) costs more CPU than SQLite takes to run
+        it, and the stores run some on every review. The values go in as execution parameters.
+        """
+        statement = self._statements.get(name)
+        if statement is None:
+            statement = self._statements[name] = build(self)
+        return cast(T, statement)
 
     @asynccontextmanager
     async def write(self, *, urgent: bool = False) -> AsyncIterator[AsyncConnection]:
