@@ -141,3 +141,41 @@ def test_confidence_never_exceeds_the_lowest_model(c1: float, c2: float, v2: str
     result = combine(both(review("approve", c1), review(v2, c2)), reviewers=REVIEWERS)
     assert result.confidence <= min(c1, c2)
     assert combine(both(review("approve", c1), review(v2, c2)), reviewers=REVIEWERS) == result
+
+
+def test_the_review_body_shows_every_parts_summary_in_order() -> None:
+    """A large pull request is reviewed in parts: each part's summary reaches the review body,
+    labelled with its part, and a part a model did not answer is left out."""
+    from app.review.render import review_body
+
+    def said(text: str) -> ModelReview:
+        return ModelReview.model_validate(
+            {"summary": text, "verdict": "approve", "confidence": 0.9, "findings": []}
+        )
+
+    outcomes = [
+        *both(said("Claude on the API"), said("GPT on the API"), index=1),
+        *both(said("Claude on the models"), None, index=0),
+        *both(said("Claude on the tests"), said("GPT on the tests"), index=2),
+    ]
+    body = review_body(combine(outcomes, reviewers=REVIEWERS), outside_diff=(), not_reviewed=())
+    claude = body.index("\n**Claude**:\n")
+    gpt = body.index("\n**GPT**:\n")
+    assert claude < gpt
+    assert body[claude:gpt].split("\n")[2:5] == [
+        "- part 1 of 3: Claude on the models",
+        "- part 2 of 3: Claude on the API",
+        "- part 3 of 3: Claude on the tests",
+    ]
+    assert body[gpt:].split("\n")[2:4] == [
+        "- part 2 of 3: GPT on the API",
+        "- part 3 of 3: GPT on the tests",
+    ]
+
+    single = review_body(
+        combine(both(said("All fine."), said("Looks good.")), reviewers=REVIEWERS),
+        outside_diff=(),
+        not_reviewed=(),
+    )
+    assert "**Claude**: All fine." in single and "**GPT**: Looks good." in single
+    assert "part " not in single

@@ -79,6 +79,8 @@ class ReviewerSummary:
     slices_failed: int
     errors: tuple[str, ...]
     summaries: tuple[str, ...]
+    summary_parts: tuple[int, ...] = ()
+    """The slice each of ``summaries`` was written for, in the same order."""
 
     @property
     def failed(self) -> bool:
@@ -111,7 +113,8 @@ def _worst(verdicts: Iterable[Verdict]) -> Verdict | None:
 
 
 def summarise_reviewer(name: str, outcomes: Sequence[SliceOutcome]) -> ReviewerSummary:
-    reviews = [o.review for o in outcomes if o.review is not None]
+    answered = sorted((o for o in outcomes if o.review is not None), key=lambda o: o.slice_index)
+    reviews = [o.review for o in answered if o.review is not None]
     errors = tuple(sorted({o.error or "no answer" for o in outcomes if o.review is None}))
     return ReviewerSummary(
         reviewer=name,
@@ -121,6 +124,7 @@ def summarise_reviewer(name: str, outcomes: Sequence[SliceOutcome]) -> ReviewerS
         slices_failed=len(outcomes) - len(reviews),
         errors=errors,
         summaries=tuple(r.summary for r in reviews),
+        summary_parts=tuple(o.slice_index for o in answered),
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.policy.tripwire import Place, TripwireHit
-from app.review.consensus import Consensus, MergedFinding
+from app.review.consensus import Consensus, MergedFinding, ReviewerSummary
 from app.review.diff import LineMap
 from app.review.model import Severity
 from app.review.sanitize import GITHUB_BODY_LIMIT, clean, fence, truncate
@@ -156,12 +156,21 @@ def review_body(
     if decision_line:
         lines.append(f"- **Decision**: {decision_line}")
     lines.extend(f"- {note}" for note in notes)
-    summaries = [s for r in consensus.reviewers for s in r.summaries[:1]]
-    if summaries:
+    summaries = [(r, _summary_parts(r)) for r in consensus.reviewers]
+    if any(parts for _, parts in summaries):
         lines.append("")
-        for r in consensus.reviewers:
-            if r.summaries:
-                lines.append(f"**{r.reviewer}**: {clean(r.summaries[0], limit=1500)}")
+        for r, parts in summaries:
+            total = r.slices_ok + r.slices_failed
+            if len(parts) == 1 and total <= 1:
+                lines.append(f"**{r.reviewer}**: {clean(parts[0][1], limit=1500)}")
+            elif parts:
+                # A large pull request is reviewed in parts: each part's summary is shown.
+                each = max(300, 3000 // len(parts))
+                lines.append(f"**{r.reviewer}**:")
+                lines.extend(
+                    f"- part {index + 1} of {total}: {clean(text, limit=each)}"
+                    for index, text in parts
+                )
     if outside_diff:
         lines.append("\n**Findings on lines outside the diff**")
         for m in outside_diff[:50]:
@@ -179,6 +188,12 @@ def review_body(
         if len(not_reviewed) > 100:
             lines.append(f"- … and {len(not_reviewed) - 100} more")
     return truncate("\n".join(lines), SUMMARY_LIMIT)
+
+
+def _summary_parts(reviewer: ReviewerSummary) -> list[tuple[int, str]]:
+    """``(slice index, summary)`` for each part the reviewer answered with a summary."""
+    indexes = reviewer.summary_parts or tuple(range(len(reviewer.summaries)))
+    return [(i, text) for i, text in zip(indexes, reviewer.summaries, strict=False) if text.strip()]
 
 
 def check_annotations(findings: Sequence[MergedFinding], line_map: LineMap) -> list[dict[str, Any]]:
