@@ -51,6 +51,10 @@ FLAGS = (
 )
 
 
+class CDPError(AssertionError):
+    """The browser refused a command (e.g. no page context while a navigation is under way)."""
+
+
 class Page:
     """One page's CDP session: commands answered by id, events kept for :meth:`wait_event`."""
 
@@ -76,7 +80,7 @@ class Page:
         await self._ws.send_json({"id": message_id, "method": method, "params": params})
         answer = await asyncio.wait_for(future, 30)
         if "error" in answer:
-            raise AssertionError(f"{method}: {answer['error']}")
+            raise CDPError(f"{method}: {answer['error']}")
         result: dict[str, Any] = answer.get("result", {})
         return result
 
@@ -105,13 +109,18 @@ class Page:
         return answer["result"].get("value")
 
     async def wait_for(self, expression: str, *, timeout: float = 30) -> Any:
-        """Poll ``expression`` until it is truthy (the page's scripts ran)."""
+        """Poll ``expression`` until it is truthy (the page's scripts ran, or a navigation a
+        click started has landed: until then the page may have no context to evaluate in)."""
         async with asyncio.timeout(timeout):
             while True:
-                value = await self.evaluate(expression)
-                if value:
-                    return value
+                with contextlib.suppress(CDPError):
+                    value = await self.evaluate(expression)
+                    if value:
+                        return value
                 await asyncio.sleep(0.05)
+
+    async def text(self) -> str:
+        return str(await self.evaluate("document.body ? document.body.innerText : ''"))
 
     async def screenshot(self) -> bytes:
         shot = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)

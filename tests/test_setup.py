@@ -38,7 +38,7 @@ from app.setup.manifest import (
     load_app_yml,
 )
 from app.setup.page import SetupOptions, SetupOutcome, StateBook, make_app
-from tests.chromium import chromium_binary, launch
+from tests.browser import chromium_binary, chromium_page
 from tests.fakes.gateway import FakeGateway
 from tests.fakes.github import FakeGitHub
 
@@ -350,7 +350,9 @@ async def test_setup_in_a_browser_then_doctor(tmp_path: Path, db_url: str) -> No
             first = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
             page_url = re.search(r"Open (\S+) in a browser", first)
             assert page_url, first
-            async with launch(tmp_path / "chromium") as page:
+            binary = chromium_binary()
+            assert binary is not None
+            async with chromium_page(binary) as page:
                 await page.navigate(page_url.group(1))
                 await page.wait_for("document.getElementById('create') !== null")
                 await page.evaluate("document.getElementById('create').click()")
