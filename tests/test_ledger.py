@@ -588,3 +588,35 @@ def test_a_plain_http_api_off_loopback_is_refused(make_settings: Any) -> None:
     )
     reason = build_client(settings)
     assert isinstance(reason, str) and "must be https" in reason
+
+
+async def test_one_replica_at_a_time_reconciles(
+    db_url: str, cf: FakeCloudflare, client: GatewayLogsClient
+) -> None:
+    """Two replicas' timers: the second leaves a run under way to the first (no logs read);
+    a run asked for by hand waits for it instead, then goes ahead."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's advisory locks; on SQLite one process serves")
+    replicas = [Database.from_url(db_url), Database.from_url(db_url)]
+    try:
+        await migrate.upgrade(replicas[0].engine)
+        first, second = (Reconciler(db, client, writeback=False) for db in replicas)
+        cf.hold = asyncio.Event()
+        under_way = asyncio.create_task(first.run_unless_running())
+        while not cf.requests:
+            await asyncio.sleep(0.01)
+
+        assert await second.run_unless_running() is None
+        assert len(cf.requests) == 1
+        by_hand = asyncio.create_task(second.run())
+        await asyncio.sleep(0.3)
+        assert not by_hand.done() and len(cf.requests) == 1
+
+        cf.hold.set()
+        assert await under_way is not None
+        assert (await by_hand).logs_seen == 0
+        assert len(cf.requests) == 2
+        assert await second.run_unless_running() is not None  # nobody holds it now
+    finally:
+        for db in replicas:
+            await db.dispose()

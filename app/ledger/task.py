@@ -37,6 +37,8 @@ FIRST_LOOKBACK: Final = timedelta(days=1)
 SETTLE_DELAY: Final = timedelta(minutes=10)
 #: Logs are read from this long before the range's rows: a log is written before its row.
 LOG_MARGIN: Final = timedelta(minutes=30)
+#: The key of :meth:`Database.exclusive` a run holds.
+RECONCILE_LOCK_KEY: Final = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,7 @@ class Reconciler:
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        self.db = db
         self.store = LedgerReconcileStore(db, clock=clock)
         self.client = client
         self.clock = clock
@@ -85,7 +88,24 @@ class Reconciler:
         self.writer = OutcomeWriter(db, client, clock=clock) if writeback else None
 
     async def run(self, *, since: datetime | None = None) -> ReconcileReport:
-        """Reconcile from ``since`` (else where the last run ended) until now, then write back."""
+        """Reconcile from ``since`` (else where the last run ended) until now, then write back.
+
+        One run at a time among the replicas sharing the database: each would read the same
+        logs and write the same corrections, spending the logs API's requests twice. A run
+        another replica has under way is waited for.
+        """
+        async with self.db.exclusive(RECONCILE_LOCK_KEY, wait=True):
+            return await self._run(since=since)
+
+    async def run_unless_running(self) -> ReconcileReport | None:
+        """The server's timer: a run another replica has under way is left to it (None)."""
+        async with self.db.exclusive(RECONCILE_LOCK_KEY, wait=False) as mine:
+            if not mine:
+                logger.info("ledger reconciliation: another replica is running it")
+                return None
+            return await self._run(since=None)
+
+    async def _run(self, *, since: datetime | None) -> ReconcileReport:
         started = until = self.clock()
         if since is None:
             last = await self.store.last_until()
@@ -170,7 +190,7 @@ async def running(
     kwargs: dict[str, Any] = {} if sleep is None else {"sleep": sleep}
     timer = Periodic(
         "ledger-reconcile",
-        reconciler.run,
+        reconciler.run_unless_running,
         interval=settings.ledger_reconcile_interval_seconds,
         **kwargs,
     )

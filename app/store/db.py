@@ -21,9 +21,9 @@ import sqlite3
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, nullcontext
-from typing import Any, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
-from sqlalchemy import Table
+from sqlalchemy import Table, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -32,6 +32,10 @@ from app.store.engine import create_engine
 
 Insert = postgresql.Insert | sqlite.Insert
 T = TypeVar("T")
+
+#: ``pg_advisory_lock(class, key)`` of :meth:`Database.exclusive`: the two-key space never meets
+#: the one-key space of migrations, and the class keeps it apart from the quota's and the queue's.
+EXCLUSIVE_LOCK_CLASS: Final = 0x6A6F6273  # "jobs"
 
 
 class _WriteLock:
@@ -185,6 +189,33 @@ class Database:
         """A commit happened: schedule a background WAL checkpoint (SQLite files only)."""
         if self.checkpointer is not None:
             self.checkpointer.note_write()
+
+    @asynccontextmanager
+    async def exclusive(self, key: int, *, wait: bool) -> AsyncIterator[bool]:
+        """Whether this process holds ``key`` among all processes sharing the database, for the
+        block: one replica at a time runs a job every replica schedules.
+
+        On PostgreSQL a transaction-level advisory lock in the ``(EXCLUSIVE_LOCK_CLASS, key)``
+        space, in a transaction kept open (and idle) for the block: however the block ends, or
+        the replica with it, the transaction's end lets the lock go. With ``wait`` false the
+        block learns at once that another holder has it. SQLite has one serving process: always
+        held.
+        """
+        if not self.is_postgres:
+            yield True
+            return
+        params = {"cls": EXCLUSIVE_LOCK_CLASS, "key": key}
+        async with self.engine.connect() as conn:
+            if wait:
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:cls, :key)"), params)
+                held = True
+            else:
+                taken = await conn.execute(
+                    text("SELECT pg_try_advisory_xact_lock(:cls, :key)"), params
+                )
+                held = bool(taken.scalar_one())
+            yield held
+            # Leaving the block rolls the transaction back, and the lock goes with it.
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

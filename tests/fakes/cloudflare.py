@@ -20,6 +20,7 @@ is recorded in ``requests``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import deque
 from collections.abc import Callable
@@ -65,6 +66,7 @@ class FakeCloudflare:
     faults: deque[Fault] = field(default_factory=deque)
     patch_faults: deque[Fault] = field(default_factory=deque)  # used by PATCH requests first
     origin: str | None = None
+    hold: asyncio.Event | None = None  # when set to an event, log listings wait for it
 
     # -- addresses
 
@@ -207,6 +209,8 @@ class FakeCloudflare:
         refused = self._gate(request, recorded)
         if refused is not None:
             return refused
+        if self.hold is not None:
+            await self.hold.wait()
         query = recorded.query
         try:
             page = int(query.get("page", "1"))
