@@ -111,6 +111,13 @@ async def test_a_statement_is_one_trip_and_a_rollback_with_nothing_open_none(
         rows = (await conn.execute(select(items.c.name).order_by(items.c.id))).all()
         assert [r.name for r in rows] == ["0", "1", "2"]
         assert counting.trips == 1  # open, execute, fetch and close the cursor: one call
+        raw = await conn.get_raw_connection()
+        assert raw.dbapi_connection is not None
+        cursor = raw.dbapi_connection.cursor()  # a cursor alone is no trip
+        assert cursor.nextset() is None
+        cursor.setinputsizes([])
+        cursor.close()
+        assert counting.trips == 1
     # The read ended (and the pool took the connection back) without a rollback sent.
     assert counting.trips == 1
 

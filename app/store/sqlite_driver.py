@@ -103,6 +103,12 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     def close(self) -> None:
         self._rows.clear()
 
+    def nextset(self) -> None:
+        """SQLite returns one result set per statement: there is never a next one."""
+
+    def setinputsizes(self, *inputsizes: Any) -> None:
+        """Nothing to declare: SQLite types values as they come."""
+
     def execute(self, operation: Any, parameters: Any = None) -> Any:
         try:
             return await_(self._run(_execute, operation, parameters))
@@ -130,9 +136,18 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     _cursor_cls = OneTripCursor
 
     def rollback(self) -> None:
-        driver: sqlite3.Connection | None = self._connection._connection
-        if driver is not None and not driver.in_transaction:
-            return  # nothing to undo, and no trip to the thread to learn it
+        """Sent only when SQLite reports a transaction open. The flag is read on this thread
+        without waiting for the driver's queue: SQLAlchemy never rolls back while a statement of
+        the connection is still queued or running (a cancelled statement closes the connection
+        instead), and nothing else queues work on it."""
+        aio = self._connection
+        driver: sqlite3.Connection | None = aio._connection
+        if aio._running and driver is not None:
+            try:
+                if not driver.in_transaction:
+                    return  # nothing to undo, and no trip to the thread to learn it
+            except sqlite3.ProgrammingError:
+                pass  # closed under us: the driver's own rollback reports it
         super().rollback()
 
 
