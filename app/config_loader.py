@@ -19,9 +19,9 @@ import asyncio
 import base64
 import binascii
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import gidgethub
@@ -30,6 +30,9 @@ from gidgethub.abc import GitHubAPI
 from app.repo_config import ConfigResult, load_repo_config
 
 CONFIG_PATH = ".github/aigateway.yml"
+
+K = TypeVar("K")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,40 +102,51 @@ class ConfigLoader:
         return result
 
     async def _own_file(self, gh: GitHubAPI, repository: str, branch: str) -> FetchedFile | None:
-        key = (repository, branch)
-        fetching = self._own_fetching.get(key)
-        if fetching is None:
-            fetching = asyncio.ensure_future(
-                fetch_text_file(gh, repository, CONFIG_PATH, ref=branch)
-            )
-            self._own_fetching[key] = fetching
-            fetching.add_done_callback(lambda done: self._own_fetched(key, done))
-        return await asyncio.shield(fetching)
-
-    def _own_fetched(self, key: tuple[str, str], done: asyncio.Future[FetchedFile | None]) -> None:
-        if self._own_fetching.get(key) is done:
-            del self._own_fetching[key]
-        if not done.cancelled():
-            done.exception()  # retrieved: every asker has its own copy of the outcome
+        return await _shared(
+            self._own_fetching,
+            (repository, branch),
+            lambda: fetch_text_file(gh, repository, CONFIG_PATH, ref=branch),
+        )
 
     async def _org_file(self, gh: GitHubAPI, owner: str) -> FetchedFile | None:
         now = self._clock()
         cached = self._org.get(owner)
         if cached is not None and now - cached[0] < self._org_ttl:
             return cached[1]
-        fetching = self._org_fetching.get(owner)
-        if fetching is None:
-            # The owner's file is read with the first asker's client: every repository of the
-            # owner is under the same installation.
-            fetching = asyncio.ensure_future(fetch_text_file(gh, f"{owner}/.github", CONFIG_PATH))
-            self._org_fetching[owner] = fetching
-            fetching.add_done_callback(lambda done: self._org_fetched(owner, now, done))
-        return await asyncio.shield(fetching)
 
-    def _org_fetched(
-        self, owner: str, started: float, done: asyncio.Future[FetchedFile | None]
-    ) -> None:
-        if self._org_fetching.get(owner) is done:
-            del self._org_fetching[owner]
-        if not done.cancelled() and done.exception() is None:
-            self._org[owner] = (started, done.result())
+        def remember(fetched: FetchedFile | None) -> None:
+            self._org[owner] = (now, fetched)
+
+        # The owner's file is read with the first asker's client: every repository of the
+        # owner is under the same installation.
+        return await _shared(
+            self._org_fetching,
+            owner,
+            lambda: fetch_text_file(gh, f"{owner}/.github", CONFIG_PATH),
+            on_success=remember,
+        )
+
+
+async def _shared(
+    pending: dict[K, asyncio.Future[T]],
+    key: K,
+    fetch: Callable[[], Awaitable[T]],
+    *,
+    on_success: Callable[[T], None] | None = None,
+) -> T:
+    """``fetch()``, or the outcome of the one under way for ``key``: askers who come while a
+    read is in flight share it (each gets its result or its error), and the next asker after it
+    ended reads again. ``on_success`` sees a result before any asker does."""
+    future = pending.get(key)
+    if future is None:
+        future = asyncio.ensure_future(fetch())
+        pending[key] = future
+
+        def ended(done: asyncio.Future[T]) -> None:
+            if pending.get(key) is done:
+                del pending[key]
+            if not done.cancelled() and done.exception() is None and on_success is not None:
+                on_success(done.result())
+
+        future.add_done_callback(ended)
+    return await asyncio.shield(future)

@@ -629,7 +629,7 @@ class QuotaLedger:
             logs = list(dict.fromkeys([*log_ids, *([log_id] if log_id else [])]))
             if logs:
                 await conn.execute(
-                    self._db.statement("ledger_logs.insert", _insert_log),
+                    self._db.insert_or_skip(ledger_logs),
                     [{"log_id": log[:200], "ledger_id": ledger_id} for log in logs],
                 )
             return ledger_id
@@ -1008,10 +1008,6 @@ def purpose_of(delivery_id: str | None) -> str:
 
 #: Built once (values are passed at execution; see ``record_call``).
 _INSERT_LEDGER_ROW = insert(ledger).returning(ledger.c.id)
-
-
-def _insert_log(db: Database) -> Any:
-    return db.insert(ledger_logs).on_conflict_do_nothing()
 
 
 def _upsert_budget(db: Database) -> Any:

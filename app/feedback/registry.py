@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import weakref
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
@@ -201,7 +200,7 @@ class FeedbackStore:
                 shas = {s.lower() for s in (*facts.commits, facts.merge_sha or "") if s}
                 if shas:
                     await conn.execute(
-                        self.db.insert(change_commits).on_conflict_do_nothing(),
+                        self.db.insert_or_skip(change_commits),
                         [
                             {"change_id": row.id, "sha": sha, "repository": facts.repository}
                             for sha in sorted(shas)
@@ -426,7 +425,7 @@ class FeedbackStore:
         """Whether the repository's autonomy is stepped down now, from its history."""
         now = now or self.clock()
         history = await self.records(
-            repository, where=_would_be_merges(), limit=HISTORY_LIMIT, with_spend=False
+            repository, where=_WOULD_BE_MERGES, limit=HISTORY_LIMIT, with_spend=False
         )
         outcomes: list[tuple[datetime, bool]] = []
         for change in history:
@@ -472,18 +471,12 @@ def _register_change(db: Database) -> Any:
     )
 
 
-def _affected() -> Any:
-    return select(change_effects.c.change_id)
-
-
-@functools.cache
-def _would_be_merges() -> Any:
-    """Changes the bot would have merged by itself, merged or with an effect: what the
-    tightening judges. Built once: every review asks."""
-    return and_(
-        changes.c.untightened_decision == "auto_merge",
-        or_(changes.c.state == "merged", changes.c.id.in_(_affected())),
-    )
+#: Changes the bot would have merged by itself, merged or with an effect: what the tightening
+#: judges. Built once: every review asks.
+_WOULD_BE_MERGES = and_(
+    changes.c.untightened_decision == "auto_merge",
+    or_(changes.c.state == "merged", changes.c.id.in_(select(change_effects.c.change_id))),
+)
 
 
 _RESETS = select(autonomy_resets.c.reset_at).where(

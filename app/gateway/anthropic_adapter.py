@@ -36,7 +36,6 @@ from typing import Any, Final
 import anthropic
 import anthropic.resources.messages.messages as _sdk_messages
 import httpx2
-from pydantic import ValidationError
 
 from app.gateway.clients import (
     METADATA_HEADER,
@@ -187,13 +186,7 @@ class AnthropicReviewer(StructuredReviewer):
         return self._turn(response, free_text=request.free_text)
 
     def _turn(self, response: httpx2.Response, *, free_text: bool = False) -> Turn:
-        log_id = response.headers.get("cf-aig-log-id")
-        try:
-            message = _Message.model_validate_json(response.content)
-        except ValidationError:
-            raise CallFailure(
-                "invalid response", False, response.status_code, log_id=log_id
-            ) from None
+        message, log_id = _Message.read(response)
         usage = usage_of(message.usage)
         assistant = [
             block for block in (_as_param(block) for block in message.content) if block is not None

@@ -36,7 +36,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field, replace
 from email.utils import parsedate_to_datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, Self
 
 import httpx2
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
@@ -464,6 +464,18 @@ class WireModel(BaseModel):
     (providers add fields without notice)."""
 
     model_config = ConfigDict(extra="ignore")
+
+    @classmethod
+    def read(cls, response: httpx2.Response) -> tuple[Self, str | None]:
+        """The response's body as this model, with the gateway's log id; a body that is not
+        one is an ``invalid response`` (not retried)."""
+        log_id = response.headers.get(LOG_ID_HEADER)
+        try:
+            return cls.model_validate_json(response.content), log_id
+        except ValidationError:
+            raise CallFailure(
+                "invalid response", False, response.status_code, log_id=log_id
+            ) from None
 
 
 def aiohttp_client_class() -> type[httpx2.AsyncClient]:

@@ -43,10 +43,8 @@ from typing import Any, Final
 import httpx2
 import openai
 from openai.types.shared_params import ResponseFormatJSONSchema
-from pydantic import ValidationError
 
 from app.gateway.clients import (
-    LOG_ID_HEADER,
     METADATA_HEADER,
     CallFailure,
     StructuredReviewer,
@@ -212,13 +210,7 @@ class OpenAIReviewer(StructuredReviewer):
             raise CallFailure(
                 "connection error", True, detail=connection_detail(exc, self._secrets)
             ) from None
-        log_id = response.headers.get(LOG_ID_HEADER)
-        try:
-            completion = _Completion.model_validate_json(response.content)
-        except ValidationError:
-            raise CallFailure(
-                "invalid response", False, response.status_code, log_id=log_id
-            ) from None
+        completion, log_id = _Completion.read(response)
         if not completion.choices:
             raise CallFailure("invalid response", False, response.status_code, log_id=log_id)
         return self._turn(completion, log_id, free_text=request.free_text)

@@ -312,10 +312,6 @@ class ReviewStore:
         ]
         if not values:
             return
-        stmt = self.db.statement("posted_comments.insert", _insert_posted)
+        stmt = self.db.insert_or_skip(posted_comments)
         async with self.db.write() as conn:
             await conn.execute(stmt, values)
-
-
-def _insert_posted(db: Database) -> Any:
-    return db.insert(posted_comments).on_conflict_do_nothing()

@@ -134,6 +134,13 @@ class Database:
             self._inserts[table] = statement
         return statement
 
+    def insert_or_skip(self, table: Table) -> Insert:
+        """``INSERT … ON CONFLICT DO NOTHING`` into ``table``, built once; the rows go in as
+        execution parameters."""
+        return self.statement(
+            f"{table.name}.insert_or_skip", lambda db: db.insert(table).on_conflict_do_nothing()
+        )
+
     def statement(self, name: str, build: Callable[[Database], T]) -> T:
         """The statement ``build`` makes for this database, built once and kept under ``name``.
 
