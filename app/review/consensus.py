@@ -79,7 +79,7 @@ class ReviewerSummary:
     slices_failed: int
     errors: tuple[str, ...]
     summaries: tuple[str, ...]
-    summary_parts: tuple[int, ...] = ()
+    summary_parts: tuple[int, ...]
     """The slice each of ``summaries`` was written for, in the same order."""
 
     @property

@@ -192,8 +192,8 @@ def review_body(
 
 def _summary_parts(reviewer: ReviewerSummary) -> list[tuple[int, str]]:
     """``(slice index, summary)`` for each part the reviewer answered with a summary."""
-    indexes = reviewer.summary_parts or tuple(range(len(reviewer.summaries)))
-    return [(i, text) for i, text in zip(indexes, reviewer.summaries, strict=False) if text.strip()]
+    pairs = zip(reviewer.summary_parts, reviewer.summaries, strict=True)
+    return [(i, text) for i, text in pairs if text.strip()]
 
 
 def check_annotations(findings: Sequence[MergedFinding], line_map: LineMap) -> list[dict[str, Any]]:

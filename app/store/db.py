@@ -33,7 +33,7 @@ from app.store.engine import create_engine
 Insert = postgresql.Insert | sqlite.Insert
 T = TypeVar("T")
 
-#: ``pg_advisory_lock(class, key)`` of :meth:`Database.exclusive`: the two-key space never meets
+#: ``pg_advisory_xact_lock(class, key)`` of :meth:`Database.exclusive`: the two-key space never meets
 #: the one-key space of migrations, and the class keeps it apart from the quota's and the queue's.
 EXCLUSIVE_LOCK_CLASS: Final = 0x6A6F6273  # "jobs"
 
